@@ -1,0 +1,42 @@
+# The project's verbs. `make run` and `make test` work on a fresh machine with Python 3.11.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEPS   := $(VENV)/.deps-installed
+
+.PHONY: run test test-mariadb lint format seed migrate clean
+
+$(DEPS): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## run: migrate, seed a demo mall, start the WeChat/WeCom sandbox and serve the API on :5000
+run: $(DEPS)
+	$(BIN)/python scripts/dev_server.py
+
+## test: the whole suite (SQLite by default; set DATABASE_URL for MySQL/MariaDB)
+test: $(DEPS)
+	$(BIN)/python -m pytest
+
+## test-mariadb: the suite again on a fresh MariaDB database (what .ci/run does second)
+test-mariadb: $(DEPS)
+	.ci/run --mariadb-only
+
+lint: $(DEPS)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check app miniprogram_api wecom scripts tests
+	$(BIN)/mypy
+
+format: $(DEPS)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format app miniprogram_api wecom scripts tests
+
+migrate: $(DEPS)
+	FLASK_APP=wsgi $(BIN)/flask db-upgrade
+
+seed: migrate
+	FLASK_APP=wsgi $(BIN)/flask seed-demo
+
+clean:
+	rm -rf $(VENV) instance/*.db instance/*.db-*

@@ -1,0 +1,35 @@
+"""MallMember: the membership backend of a shopping mall (会员中台)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from app.config import INSTANCE_DIR, Config
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build an app from `config` (or the environment); nothing connects before this."""
+    from app.api import register_api
+    from app.cli import register_commands
+    from app.errors import register_error_handlers
+    from app.extensions import init_extensions
+
+    config = config or Config.from_env()
+    INSTANCE_DIR.mkdir(exist_ok=True)
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.update(config.flask_settings())
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    _configure_logging(app)
+
+    init_extensions(app, config)
+    register_api(app)
+    register_error_handlers(app)
+    register_commands(app)
+    return app
+
+
+def _configure_logging(app: Flask) -> None:
+    if not app.debug and not app.testing and not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

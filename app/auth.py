@@ -1,0 +1,116 @@
+"""Bearer tokens for the three kinds of caller, and the decorators that demand them.
+
+A token is signed for one audience (`mp`, `staff`, `admin`), so a shopper's token
+never opens a staff endpoint. Staff and operators are re-read on every request:
+deactivating someone or changing their role takes effect at once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import g, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from app.db import transaction
+from app.errors import AuthExpired, AuthInvalid, AuthRequired, Forbidden
+from app.extensions import settings
+from app.models import Operator, Staff, StaffRole
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Audience(enum.StrEnum):
+    MINIPROGRAM = "mp"
+    STAFF = "staff"
+    ADMIN = "admin"
+
+
+def _serializer(audience: Audience) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings().SECRET_KEY, salt=f"mallmember-auth-{audience}")
+
+
+def issue_token(audience: Audience, subject_id: int) -> tuple[str, int]:
+    """A signed token for `subject_id`, and its lifetime in seconds."""
+    return _serializer(audience).dumps({"sub": subject_id}), settings().AUTH_TOKEN_TTL_SECONDS
+
+
+def _subject_from_request(audience: Audience) -> int:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthRequired()
+    try:
+        payload = _serializer(audience).loads(token.strip(), max_age=settings().AUTH_TOKEN_TTL_SECONDS)
+    except SignatureExpired as exc:
+        raise AuthExpired() from exc
+    except BadSignature as exc:
+        raise AuthInvalid() from exc
+    subject = payload.get("sub") if isinstance(payload, dict) else None
+    if not isinstance(subject, int):
+        raise AuthInvalid()
+    return subject
+
+
+def wechat_account_required(view: F) -> F:
+    """Shopper endpoints: sets the caller's WeChat account id (they may not be a member yet)."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.wechat_account_id = _subject_from_request(Audience.MINIPROGRAM)
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def current_wechat_account_id() -> int:
+    return cast(int, g.wechat_account_id)
+
+
+def staff_required(*roles: StaffRole) -> Callable[[F], F]:
+    """WeCom staff endpoints, optionally limited to some roles."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            staff_id = _subject_from_request(Audience.STAFF)
+            with transaction() as session:
+                staff = session.get(Staff, staff_id)
+            if staff is None or not staff.is_active:
+                raise AuthInvalid()
+            if roles and staff.role not in roles:
+                raise Forbidden("当前岗位无权执行此操作")
+            g.current_staff = staff
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def current_staff() -> Staff:
+    return cast(Staff, g.current_staff)
+
+
+def operator_required(view: F) -> F:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        operator_id = _subject_from_request(Audience.ADMIN)
+        with transaction() as session:
+            operator = session.get(Operator, operator_id)
+        if operator is None or not operator.is_active:
+            raise AuthInvalid()
+        g.current_operator = operator
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def current_operator() -> Operator:
+    return cast(Operator, g.current_operator)
+
+
+BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]

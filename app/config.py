@@ -1,0 +1,124 @@
+"""Settings, read once from the environment (and `.env`) when the app is created.
+
+Every variable is documented in `.env.example`. Development defaults let a fresh
+machine run with nothing configured; `ProductionConfig` refuses to start with them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = PROJECT_ROOT / "instance"
+
+# Development-only secrets: readable on purpose, so nobody mistakes them for real ones.
+_DEV_SECRET = "dev-only-insecure-secret-change-me"
+_DEV_PHONE_KEY = "ZGV2LW9ubHktcGhvbmUta2V5LTMyLWJ5dGVzISEhISE="  # 32 bytes, base64
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{INSTANCE_DIR / 'mallmember.db'}"
+
+
+@dataclass(frozen=True)
+class Config:
+    APP_ENV: str = "development"
+    SECRET_KEY: str = _DEV_SECRET
+    DATABASE_URL: str = field(default_factory=_default_database_url)
+    REDIS_URL: str | None = None
+    MALL_NAME: str = "MallMember 示范商场"
+    MALL_TIMEZONE: str = "Asia/Shanghai"
+
+    # Personal data: AES-256-GCM key for phone numbers, HMAC key for their blind index.
+    PHONE_ENCRYPTION_KEY: str = _DEV_PHONE_KEY
+    PHONE_INDEX_KEY: str = _DEV_SECRET + "-phone-index"
+
+    AUTH_TOKEN_TTL_SECONDS: int = 7 * 24 * 3600
+    MEMBER_CODE_SECRET: str = _DEV_SECRET + "-member-code"
+    MEMBER_CODE_STEP_SECONDS: int = 60
+    PRIVACY_POLICY_VERSION: str = "2026-11"
+    ADMIN_LOGIN_MAX_FAILURES: int = 5
+    ADMIN_LOGIN_LOCKOUT_SECONDS: int = 900
+
+    WECHAT_APPID: str = "wxsandbox0000000001"
+    WECHAT_SECRET: str = "sandbox-wechat-secret"
+    WECHAT_API_BASE: str = "https://api.weixin.qq.com"
+    WECHAT_SIGNUP_PAGE: str = "pages/signup/index"
+    WECOM_CORP_ID: str = "wwsandbox000000001"
+    WECOM_SECRET: str = "sandbox-wecom-secret"
+    WECOM_AGENT_ID: str = "1000002"
+    WECOM_API_BASE: str = "https://qyapi.weixin.qq.com"
+    HTTP_TIMEOUT_SECONDS: int = 5
+    WECHAT_TOKEN_RETRIES: int = 1
+
+    TESTING: bool = False
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Config:
+        """Build settings from environment variables named like the fields."""
+        environ = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f.name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(raw, f.type)
+        values.update(overrides)
+        config_cls = ProductionConfig if values.get("APP_ENV") == "production" else cls
+        config = config_cls(**values)
+        config.validate()
+        return config
+
+    def with_overrides(self, **overrides: Any) -> Config:
+        return replace(self, **overrides)
+
+    def validate(self) -> None:
+        if self.MEMBER_CODE_STEP_SECONDS <= 0 or self.MEMBER_CODE_STEP_SECONDS > 60:
+            raise ValueError("MEMBER_CODE_STEP_SECONDS must be between 1 and 60")
+
+    def credential_env(self) -> dict[str, str]:
+        """The WeChat/WeCom credentials as environment variables, for a sandbox that must accept them."""
+        names = ("WECHAT_APPID", "WECHAT_SECRET", "WECOM_CORP_ID", "WECOM_SECRET", "WECOM_AGENT_ID")
+        return {name: str(getattr(self, name)) for name in names}
+
+    def flask_settings(self) -> dict[str, Any]:
+        """What Flask and flask-smorest read from `app.config`."""
+        return {
+            "SECRET_KEY": self.SECRET_KEY,
+            "TESTING": self.TESTING,
+            "JSON_AS_ASCII": False,
+            "API_TITLE": "MallMember API",
+            "API_VERSION": "v1",
+            "OPENAPI_VERSION": "3.0.3",
+            "OPENAPI_URL_PREFIX": "/api",
+            "OPENAPI_JSON_PATH": "openapi.json",
+            "OPENAPI_SWAGGER_UI_PATH": "docs",
+            "OPENAPI_SWAGGER_UI_URL": "/api/docs/assets/",
+        }
+
+
+@dataclass(frozen=True)
+class ProductionConfig(Config):
+    APP_ENV: str = "production"
+
+    def validate(self) -> None:
+        super().validate()
+        insecure = [
+            name
+            for name in ("SECRET_KEY", "PHONE_ENCRYPTION_KEY", "PHONE_INDEX_KEY", "MEMBER_CODE_SECRET")
+            if _DEV_SECRET in getattr(self, name) or getattr(self, name) == _DEV_PHONE_KEY
+        ]
+        if insecure:
+            raise ValueError(f"production requires real secrets for: {', '.join(insecure)}")
+
+
+def _coerce(raw: str, type_name: Any) -> Any:
+    type_text = str(type_name)
+    if type_text == "int":
+        return int(raw)
+    if type_text == "bool":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return raw

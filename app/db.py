@@ -1,0 +1,119 @@
+"""Declarative base, engine set-up and the transaction boundary.
+
+Services receive a `Session` and only `flush()`; whoever opens `transaction()`
+(a request, a CLI command, a job) commits once, or rolls everything back.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from flask import Flask, current_app
+from sqlalchemy import DateTime, Engine, Enum, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Every MySQL/MariaDB table is utf8mb4: member nicknames carry emoji.
+TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_unicode_ci",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite and MariaDB both drop tzinfo."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+def normalize_database_url(url: str) -> str:
+    """Force utf8mb4 on MySQL connections whatever the URL says."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() in {"mysql", "mariadb"}:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed.render_as_string(hide_password=False)
+
+
+def build_engine(url: str) -> Engine:
+    url = normalize_database_url(url)
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_recycle=3600, pool_size=10, max_overflow=20)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+class BoundDatabase:
+    """The engine and session factory of one app instance."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+
+
+def init_app(app: Flask, url: str) -> None:
+    app.extensions["db"] = BoundDatabase(build_engine(url))
+
+
+def bound_database(app: Flask | None = None) -> BoundDatabase:
+    return (app or current_app).extensions["db"]
+
+
+@contextmanager
+def transaction(app: Flask | None = None) -> Iterator[Session]:
+    """One unit of work: commit when the block ends, roll back if it raises."""
+    with bound_database(app).sessionmaker.begin() as session:
+        yield session
+
+
+def str_enum(enum_cls: type[enum.StrEnum], length: int = 16) -> Enum:
+    """A portable VARCHAR column holding the enum's *values* ('store_staff', not 'STORE_STAFF')."""
+    return Enum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+    )

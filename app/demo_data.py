@@ -1,0 +1,171 @@
+"""A believable demo mall: stores, tiers, staff, an operator, members and their purchases.
+
+Deterministic (seeded RNG) so screenshots and docs stay stable between runs.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Member, MemberSource, Operator, Purchase, Staff, StaffRole, Store, Tier
+from app.pii import PhoneVault
+from app.services.authentication import hash_password
+
+DEMO_ADMIN_USERNAME = "admin"
+DEMO_ADMIN_PASSWORD = "mallmember-demo"
+
+TIERS = [
+    # code, name, rank, min annual spend (fen), multiplier %, free parking minutes/day
+    ("normal", "普卡", 1, 0, 100, 0),
+    ("silver", "银卡", 2, 500_000, 120, 60),
+    ("gold", "金卡", 3, 2_000_000, 150, 120),
+    ("diamond", "钻石卡", 4, 5_000_000, 200, 240),
+]
+
+STORES = [
+    ("F1-01", "星巴克臻选", "餐饮", "1F"),
+    ("F1-02", "海底捞火锅", "餐饮", "5F"),
+    ("F1-03", "喜茶", "餐饮", "B1"),
+    ("F2-01", "优衣库", "服饰", "2F"),
+    ("F2-02", "ZARA", "服饰", "2F"),
+    ("F2-03", "李宁", "服饰", "3F"),
+    ("F1-10", "丝芙兰", "美妆", "1F"),
+    ("F1-11", "雅诗兰黛", "美妆", "1F"),
+    ("F4-01", "孩子王", "母婴", "4F"),
+    ("F4-02", "乐高授权专卖店", "母婴", "4F"),
+    ("F3-01", "华为授权体验店", "数码", "3F"),
+    ("B1-01", "Ole' 精品超市", "超市", "B1"),
+]
+
+# Typical basket in fen per category: (low, high).
+BASKETS = {
+    "餐饮": (3_000, 60_000),
+    "服饰": (15_000, 200_000),
+    "美妆": (20_000, 300_000),
+    "母婴": (10_000, 150_000),
+    "数码": (50_000, 900_000),
+    "超市": (5_000, 80_000),
+}
+
+NICKNAMES = [
+    "小王",
+    "Lily🌸",
+    "阿杰",
+    "陈女士",
+    "张先生",
+    "Momo😊",
+    "林林",
+    "大卫",
+    "小鱼🐟",
+    "Anna",
+    None,
+    None,
+]
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    stores: int
+    staff: int
+    members: int
+    purchases: int
+
+
+def is_seeded(session: Session) -> bool:
+    return session.scalar(select(Operator.id).limit(1)) is not None
+
+
+def seed_demo_mall(
+    session: Session, vault: PhoneVault, *, member_count: int = 300, seed: int = 20261125
+) -> DemoSummary:
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+
+    tiers = [
+        Tier(
+            code=code,
+            name=name,
+            rank=rank,
+            min_annual_spend_fen=spend,
+            points_multiplier_percent=multiplier,
+            free_parking_minutes_per_day=parking,
+        )
+        for code, name, rank, spend, multiplier, parking in TIERS
+    ]
+    stores = [
+        Store(code=code, name=name, category=category, floor=floor) for code, name, category, floor in STORES
+    ]
+    session.add_all([*tiers, *stores])
+    session.flush()
+
+    staff = [
+        Staff(wecom_userid="staff01", name="收银员小周", role=StaffRole.STORE_STAFF, store_id=stores[0].id),
+        Staff(wecom_userid="manager01", name="运营经理老郑", role=StaffRole.MANAGER),
+    ]
+    advisors = [
+        Staff(
+            wecom_userid=f"advisor{n:02d}",
+            name=f"顾问{n:02d}",
+            role=StaffRole.ADVISOR,
+            store_id=stores[(n - 1) % len(stores)].id,
+        )
+        for n in range(1, 21)
+    ]
+    session.add_all(staff + advisors)
+    session.add(
+        Operator(
+            username=DEMO_ADMIN_USERNAME,
+            display_name="商场运营",
+            password_hash=hash_password(DEMO_ADMIN_PASSWORD),
+        )
+    )
+    session.flush()
+
+    members: list[Member] = []
+    for n in range(member_count):
+        protected = vault.protect(f"139{n:08d}")
+        joined = now - timedelta(days=rng.randint(0, 720), minutes=rng.randint(0, 1440))
+        members.append(
+            Member(
+                phone_ciphertext=protected.ciphertext,
+                phone_index=protected.blind_index,
+                phone_masked=protected.masked,
+                nickname=rng.choice(NICKNAMES),
+                birthday=date(rng.randint(1960, 2005), rng.randint(1, 12), rng.randint(1, 28))
+                if rng.random() < 0.7
+                else None,
+                tier_id=rng.choices(tiers, weights=[60, 25, 11, 4])[0].id,
+                points_balance=rng.randint(0, 20_000),
+                advisor_id=rng.choice(advisors).id if rng.random() < 0.6 else None,
+                source=rng.choice([MemberSource.WECHAT, MemberSource.WECHAT, MemberSource.POS]),
+                joined_at=joined,
+            )
+        )
+    session.add_all(members)
+    session.flush()
+
+    purchases: list[Purchase] = []
+    for member in members:
+        for _ in range(rng.choices([0, 1, 3, 8, 20], weights=[20, 30, 25, 18, 7])[0]):
+            store = rng.choice(stores)
+            low, high = BASKETS[store.category]
+            purchased_at = member.joined_at + (now - member.joined_at) * rng.random()
+            purchases.append(
+                Purchase(
+                    member_id=member.id,
+                    store_id=store.id,
+                    receipt_no=f"R{len(purchases) + 1:08d}",
+                    amount_fen=rng.randint(low, high),
+                    purchased_at=purchased_at,
+                )
+            )
+    session.add_all(purchases)
+    session.flush()
+    return DemoSummary(
+        stores=len(stores), staff=len(staff) + len(advisors), members=len(members), purchases=len(purchases)
+    )

@@ -1,0 +1,78 @@
+"""Per-app handles to shared resources, created by `init_extensions`, reached through accessors.
+
+Nothing here connects at import time: each `create_app` builds its own handles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from flask import Flask, current_app
+from wechatpy.session import SessionStorage
+from wechatpy.session.memorystorage import MemoryStorage
+from wechatpy.session.redisstorage import RedisStorage
+
+from app import db
+from app.config import Config
+from app.integrations.wechat_client import MiniProgramClient
+from app.integrations.wecom_client import WeComClient
+from app.pii import PhoneVault
+from app.ratelimit import LoginThrottle
+from app.services.member_codes import MemberCodeSigner
+
+
+@dataclass(frozen=True)
+class Extensions:
+    config: Config
+    redis: redis.Redis | None
+    phone_vault: PhoneVault
+    wechat: MiniProgramClient
+    wecom: WeComClient
+    admin_login_throttle: LoginThrottle
+    member_code_signer: MemberCodeSigner
+
+
+def init_extensions(app: Flask, config: Config) -> None:
+    db.init_app(app, config.DATABASE_URL)
+    redis_client = redis.Redis.from_url(config.REDIS_URL) if config.REDIS_URL else None
+    token_storage: SessionStorage = (
+        RedisStorage(redis_client, prefix="mallmember:wechatpy") if redis_client else MemoryStorage()
+    )
+    app.extensions["mallmember"] = Extensions(
+        config=config,
+        redis=redis_client,
+        phone_vault=PhoneVault(config.PHONE_ENCRYPTION_KEY, config.PHONE_INDEX_KEY),
+        wechat=MiniProgramClient(
+            appid=config.WECHAT_APPID,
+            secret=config.WECHAT_SECRET,
+            api_base=config.WECHAT_API_BASE,
+            storage=token_storage,
+            timeout=config.HTTP_TIMEOUT_SECONDS,
+            token_retries=config.WECHAT_TOKEN_RETRIES,
+        ),
+        wecom=WeComClient(
+            corp_id=config.WECOM_CORP_ID,
+            secret=config.WECOM_SECRET,
+            agent_id=config.WECOM_AGENT_ID,
+            api_base=config.WECOM_API_BASE,
+            storage=token_storage,
+            timeout=config.HTTP_TIMEOUT_SECONDS,
+            token_retries=config.WECHAT_TOKEN_RETRIES,
+        ),
+        admin_login_throttle=LoginThrottle(
+            config.REDIS_URL or "memory://",
+            namespace="mallmember:admin-login",
+            max_failures=config.ADMIN_LOGIN_MAX_FAILURES,
+            window_seconds=config.ADMIN_LOGIN_LOCKOUT_SECONDS,
+        ),
+        member_code_signer=MemberCodeSigner(config.MEMBER_CODE_SECRET, config.MEMBER_CODE_STEP_SECONDS),
+    )
+
+
+def extensions() -> Extensions:
+    return current_app.extensions["mallmember"]
+
+
+def settings() -> Config:
+    return extensions().config

@@ -1,0 +1,171 @@
+"""WeChat mini-program server API, through wechatpy, with the base host from config.
+
+wechatpy 1.8 pitfalls handled here:
+- `code_to_session` sends our access_token to `jscode2session`, which needs none;
+  we call it without one.
+- There is no helper for `wxa/business/getuserphonenumber`.
+- `auto_retry` recurses without bound on token errors; it is off, and
+  `_call` refreshes the token and retries a bounded number of times.
+- The token URL is hard-coded to api.weixin.qq.com; we fetch a *stable* token
+  from the configured host instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+from wechatpy.session import SessionStorage
+
+from app.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Errors that mean "our access token is stale": refresh it and try again.
+TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+RATE_LIMIT_ERRCODES = frozenset({45009, 45011})
+# The code a client gave us is wrong, used or expired: the caller's fault, not WeChat's.
+CODE_ERRCODES = frozenset({40029, 40163, 40226})
+
+
+class WeChatRateLimited(DomainError):
+    code, status, message = "WECHAT_RATE_LIMITED", 503, "微信服务繁忙，请稍后再试"
+
+
+class WeChatUnavailable(DomainError):
+    code, status, message = "WECHAT_UNAVAILABLE", 503, "微信服务暂时不可用，请稍后再试"
+
+
+class WeChatCodeRejected(Exception):
+    """WeChat refused a one-time code (login, phone); services decide what that means."""
+
+    def __init__(self, errcode: int) -> None:
+        super().__init__(f"WeChat rejected the code (errcode {errcode})")
+        self.errcode = errcode
+
+
+@dataclass(frozen=True)
+class WeChatSession:
+    openid: str
+    unionid: str | None
+
+
+def call_with_token_retry(client: Any, call: Callable[[], T], retries: int, service: str) -> T:
+    """Run one wechatpy call, translating its failures into our errors.
+
+    Shared by the mini-program and WeCom clients: both speak errcode/errmsg.
+    """
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except WeChatClientException as exc:
+            errcode = _errcode(exc)
+            if errcode in TOKEN_ERRCODES and attempt < retries:
+                log.info("%s access token rejected (errcode %s), refreshing", service, errcode)
+                client.fetch_access_token()
+                continue
+            if errcode in CODE_ERRCODES:
+                raise WeChatCodeRejected(errcode) from exc
+            if errcode in RATE_LIMIT_ERRCODES:
+                raise WeChatRateLimited() from exc
+            log.warning("%s API error errcode=%s errmsg=%s", service, errcode, exc.errmsg)
+            raise WeChatUnavailable(details={"errcode": errcode}) from exc
+        except requests.RequestException as exc:
+            log.warning("%s unreachable: %s", service, type(exc).__name__)
+            raise WeChatUnavailable() from exc
+    raise AssertionError("unreachable")
+
+
+def _errcode(exc: WeChatClientException) -> int | None:
+    try:
+        return int(exc.errcode)
+    except (TypeError, ValueError):
+        return None
+
+
+class _ConfiguredHostClient(WeChatClient):
+    def __init__(self, appid: str, secret: str, api_base: str, storage: SessionStorage, timeout: int):
+        super().__init__(appid, secret, session=storage, timeout=timeout, auto_retry=False)
+        self.api_base = api_base.rstrip("/")
+        self.API_BASE_URL = f"{self.api_base}/cgi-bin/"
+        self.wxa.API_BASE_URL = f"{self.api_base}/"
+
+    def fetch_access_token(self) -> dict[str, Any]:
+        response = self._http.post(
+            f"{self.api_base}/cgi-bin/stable_token",
+            json={"grant_type": "client_credential", "appid": self.appid, "secret": self.secret},
+            timeout=self.timeout,
+        )
+        result: dict[str, Any] = self._handle_result(response)
+        expires_in = int(result.get("expires_in", 7200))
+        self.session.set(self.access_token_key, result["access_token"], expires_in)
+        self.expires_at = int(time.time()) + expires_in
+        return result
+
+
+class MiniProgramClient:
+    """What MallMember needs from the WeChat mini-program server API."""
+
+    def __init__(
+        self,
+        *,
+        appid: str,
+        secret: str,
+        api_base: str,
+        storage: SessionStorage,
+        timeout: int,
+        token_retries: int,
+    ) -> None:
+        self.appid = appid
+        self._client = _ConfiguredHostClient(appid, secret, api_base, storage, timeout)
+        self._retries = token_retries
+
+    def _call(self, call: Callable[[], T]) -> T:
+        return call_with_token_retry(self._client, call, self._retries, "WeChat")
+
+    def code_to_session(self, js_code: str) -> WeChatSession:
+        """Exchange a wx.login() code for the openid. The session_key is dropped on purpose."""
+        client = self._client
+
+        def call() -> dict[str, Any]:
+            response = client._http.get(
+                f"{client.api_base}/sns/jscode2session",
+                params={
+                    "appid": client.appid,
+                    "secret": client.secret,
+                    "js_code": js_code,
+                    "grant_type": "authorization_code",
+                },
+                timeout=client.timeout,
+            )
+            return client._handle_result(response)
+
+        result = self._call(call)
+        return WeChatSession(openid=result["openid"], unionid=result.get("unionid"))
+
+    def get_phone_number(self, phone_code: str) -> str:
+        """The phone the shopper authorised with the phone-number button (no country code)."""
+        result = self._call(
+            lambda: self._client.wxa._post("wxa/business/getuserphonenumber", data={"code": phone_code})
+        )
+        return str(result["phone_info"]["purePhoneNumber"])
+
+    def get_unlimited_wxa_code(self, scene: str, page: str, *, width: int = 430) -> bytes:
+        """A mini-program code image (PNG/JPEG bytes) that opens `page` with `scene`."""
+        result = self._call(lambda: self._client.wxa.get_wxa_code_unlimited(scene, width=width, page=page))
+        if isinstance(result, dict):  # wechatpy hands back JSON only on errors it did not raise
+            raise WeChatUnavailable(details=result)
+        return bytes(result.content)
+
+    def send_subscribe_message(
+        self, openid: str, template_id: str, data: dict[str, Any], page: str | None = None
+    ) -> None:
+        self._call(lambda: self._client.wxa.send_subscribe_message(openid, template_id, data, page))

@@ -1,0 +1,70 @@
+"""The Flask app skeleton both sandbox servers are built on."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from .control import CONTROL_PREFIX, control
+from .state import SandboxState
+from .wire import (
+    EXTENSION_KEY,
+    Dialect,
+    ServerContext,
+    WireError,
+    parse_json,
+    server_context,
+)
+
+
+def create_base_app(import_name: str, state: SandboxState, dialect: Dialect) -> Flask:
+    """An app that logs requests, fires injected faults and speaks errcode/errmsg."""
+    app = Flask(import_name)
+    app.extensions[EXTENSION_KEY] = ServerContext(state=state, dialect=dialect)
+    # Keep "errcode" first and Chinese text readable, as the real servers do.
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+
+    app.before_request(_log_request_and_fire_faults)
+    app.register_error_handler(WireError, _render_wire_error)
+    app.register_error_handler(NotFound, _render_not_found)
+    app.register_error_handler(MethodNotAllowed, _render_method_not_allowed)
+    app.register_blueprint(control, url_prefix=CONTROL_PREFIX)
+    return app
+
+
+def _log_request_and_fire_faults() -> None:
+    if request.path.startswith(f"{CONTROL_PREFIX}/"):
+        return
+    state = server_context().state
+    state.log_request(
+        {
+            "method": request.method,
+            "path": request.path,
+            "query": request.args.to_dict(),
+            "json": parse_json(request.get_data()),
+            "at": time.time(),
+        }
+    )
+    # Faults fire before any validation or token check so tests can rely on them unconditionally.
+    fault = state.take_fault(request.path)
+    if fault is not None:
+        raise WireError(fault.errcode, fault.errmsg)
+
+
+def _render_wire_error(error: WireError) -> Response:
+    suffix = server_context().dialect.error_suffix(error.errcode)
+    return jsonify({"errcode": error.errcode, "errmsg": f"{error.errmsg}{suffix}"})
+
+
+def _render_not_found(error: NotFound) -> tuple[Response, int]:
+    return jsonify({"errcode": 404, "errmsg": f"sandbox: unknown path {request.path}"}), 404
+
+
+def _render_method_not_allowed(error: MethodNotAllowed) -> Response:
+    # The real servers answer a wrong method with HTTP 200 and 43001/43002.
+    if "POST" in (error.valid_methods or ()):
+        return _render_wire_error(WireError(43002, "require POST method"))
+    return _render_wire_error(WireError(43001, "require GET method"))

@@ -1,0 +1,204 @@
+"""Run the sandbox servers in a child process and drive them through their control API."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal, Self
+
+import requests
+
+from .settings import SandboxCredentials
+
+Server = Literal["wechat", "wecom"]
+
+# The directory holding the `app` package, so `-m app.sandbox` resolves from any cwd.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONTROL_TIMEOUT_SECONDS = 5.0
+
+
+class SandboxProcess:
+    """A running `python -m app.sandbox`; stop it with `stop()` or by using it as a context manager."""
+
+    def __init__(
+        self,
+        process: subprocess.Popen[str],
+        urls: Mapping[Server, str],
+        credentials: SandboxCredentials,
+        stderr: IO[bytes],
+    ) -> None:
+        self.wechat_url = urls["wechat"]
+        self.wecom_url = urls["wecom"]
+        self.credentials = credentials
+        self._process = process
+        self._stderr = stderr
+        self._http = requests.Session()
+
+    def url(self, server: Server) -> str:
+        return self.wechat_url if server == "wechat" else self.wecom_url
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the child (killing it if it lingers) and release its resources; idempotent."""
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._http.close()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._stderr.close()
+
+    def reset(self) -> None:
+        """Forget tokens, faults, messages and logged requests on both servers."""
+        for server in ("wechat", "wecom"):
+            self._control(server, "POST", "reset")
+
+    def inject_fault(
+        self,
+        server: Server,
+        path: str,
+        errcode: int,
+        errmsg: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make the next `times` requests to `path` fail with `errcode`, before any other check."""
+        fault: dict[str, Any] = {"path": path, "errcode": errcode, "times": times}
+        if errmsg is not None:
+            fault["errmsg"] = errmsg
+        self._control(server, "POST", "faults", fault)
+
+    def expire_tokens(self, server: Server) -> None:
+        """Expire every access token `server` has issued so far."""
+        self._control(server, "POST", "expire-tokens")
+
+    def messages(self, server: Server) -> list[dict[str, Any]]:
+        """Messages `server` accepted for sending: each request body plus its `msgid`."""
+        messages: list[dict[str, Any]] = self._control(server, "GET", "messages")["messages"]
+        return messages
+
+    def requests(self, server: Server) -> list[dict[str, Any]]:
+        """API requests `server` received: method, path, query, json and arrival time."""
+        log: list[dict[str, Any]] = self._control(server, "GET", "requests")["requests"]
+        return log
+
+    def _control(
+        self,
+        server: Server,
+        method: str,
+        action: str,
+        payload: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        response = self._http.request(
+            method,
+            f"{self.url(server)}/sandbox/{action}",
+            json=payload,
+            timeout=CONTROL_TIMEOUT_SECONDS,
+        )
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_sandbox_process(
+    *,
+    wechat_port: int = 0,
+    wecom_port: int = 0,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 15.0,
+) -> SandboxProcess:
+    """Start the sandbox servers in a child process and wait until both listen.
+
+    `env` is layered over `os.environ` for the child; use it to change the accepted
+    credentials (WECHAT_APPID, WECHAT_SECRET, WECOM_CORP_ID, WECOM_SECRET, WECOM_AGENT_ID).
+    Port 0 picks a free port. Raises RuntimeError if the child fails to start in `timeout` seconds.
+    """
+    child_env = {**os.environ, **(env or {})}
+    command = [
+        sys.executable, "-m", "app.sandbox",
+        "--wechat-port", str(wechat_port),
+        "--wecom-port", str(wecom_port),
+    ]  # fmt: skip
+    # A file rather than a pipe: nobody drains stderr while the sandbox runs, and a full
+    # pipe would block the child. SandboxProcess.stop() closes it.
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115
+    process = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=child_env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    try:
+        urls = _read_urls(process, timeout)
+    except RuntimeError as error:
+        _reap(process)
+        output = _read_all(stderr)
+        raise RuntimeError(f"{error}; its stderr:\n{output}") from None
+    except BaseException:
+        _reap(process)
+        stderr.close()
+        raise
+    return SandboxProcess(process, urls, SandboxCredentials.from_env(child_env), stderr)
+
+
+def _read_urls(process: subprocess.Popen[str], timeout: float) -> dict[Server, str]:
+    assert process.stdout is not None
+    line = _read_line(process.stdout, timeout)
+    if line is None:
+        raise RuntimeError(f"sandbox did not start within {timeout}s")
+    if not line:
+        raise RuntimeError(f"sandbox exited with code {process.wait()} before it started")
+    try:
+        urls = json.loads(line)
+        return {"wechat": str(urls["wechat"]), "wecom": str(urls["wecom"])}
+    except (ValueError, KeyError, TypeError):
+        raise RuntimeError(f"sandbox printed an unexpected first line: {line!r}") from None
+
+
+def _read_line(stream: IO[str], timeout: float) -> str | None:
+    """The next line of `stream` ("" at EOF), or None if none arrives within `timeout` seconds."""
+    lines: queue.Queue[str] = queue.Queue(maxsize=1)
+    # Pipes cannot be polled portably, so a daemon thread does the blocking read.
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        return None
+
+
+def _reap(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def _read_all(stderr: IO[bytes]) -> str:
+    """Everything written to `stderr` so far; the file is closed afterwards."""
+    with stderr:
+        stderr.seek(0)
+        return stderr.read().decode(errors="replace")

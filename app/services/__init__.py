@@ -1,0 +1,1 @@
+"""Domain services: plain functions taking the session first; they flush, never commit."""

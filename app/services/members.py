@@ -1,0 +1,223 @@
+"""Signing shoppers up and reading their member card."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload
+
+from app.db import utcnow
+from app.errors import AuthInvalid, DomainError, NotFound, ValidationFailed
+from app.integrations.wechat_client import MiniProgramClient, WeChatCodeRejected, WeChatSession
+from app.models import Member, MemberConsent, MemberSource, QrScene, SceneKind, Tier, WeChatAccount
+from app.pii import InvalidPhone, PhoneVault, normalize_phone
+
+
+class WeChatLoginCodeInvalid(DomainError):
+    code, status, message = "WECHAT_CODE_INVALID", 400, "微信登录凭证无效或已过期，请重新进入小程序"
+
+
+class PhoneCodeInvalid(DomainError):
+    code, status, message = "PHONE_CODE_INVALID", 400, "手机号授权已失效，请重新授权"
+
+
+class PhoneNotSupported(DomainError):
+    code, status, message = "PHONE_NOT_SUPPORTED", 422, "暂不支持该手机号注册，请使用中国大陆手机号"
+
+
+class ConsentRequired(DomainError):
+    code, status, message = "CONSENT_REQUIRED", 422, "请先阅读并同意会员隐私政策"
+
+
+class ConsentOutdated(DomainError):
+    code, status, message = "CONSENT_OUTDATED", 422, "隐私政策已更新，请阅读并同意最新版本"
+
+
+class MemberNotRegistered(DomainError):
+    code, status, message = "MEMBER_NOT_REGISTERED", 404, "您还不是会员，请先注册"
+
+
+@dataclass(frozen=True)
+class SignUp:
+    phone_code: str
+    consent_version: str | None
+    scene: str | None = None
+    birthday: date | None = None
+    nickname: str | None = None
+    client_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class SignUpResult:
+    member: Member
+    created: bool
+
+
+def exchange_login_code(wechat: MiniProgramClient, js_code: str) -> WeChatSession:
+    try:
+        return wechat.code_to_session(js_code)
+    except WeChatCodeRejected as exc:
+        raise WeChatLoginCodeInvalid() from exc
+
+
+def record_login(session: Session, appid: str, wechat_session: WeChatSession) -> WeChatAccount:
+    """The account for this openid, created on first login. Safe against concurrent first logins."""
+    lookup = select(WeChatAccount).where(
+        WeChatAccount.appid == appid, WeChatAccount.openid == wechat_session.openid
+    )
+    account = session.scalars(lookup).one_or_none()
+    if account is None:
+        try:
+            with session.begin_nested():
+                account = WeChatAccount(appid=appid, openid=wechat_session.openid)
+                session.add(account)
+        except IntegrityError:
+            account = session.scalars(lookup).one()
+    account.unionid = wechat_session.unionid or account.unionid
+    account.last_login_at = utcnow()
+    session.flush()
+    return account
+
+
+def sign_up(
+    session: Session,
+    wechat_account_id: int,
+    request: SignUp,
+    *,
+    policy_version: str,
+    wechat: MiniProgramClient,
+    vault: PhoneVault,
+) -> SignUpResult:
+    """Make the WeChat account a member, exactly once.
+
+    Repeating it returns the same member. A phone we already know (POS, import)
+    links this account to that member instead of creating a second one. WeChat is
+    only asked for the phone when the account is not yet a member.
+    """
+    if not request.consent_version:
+        raise ConsentRequired()
+    if request.consent_version != policy_version:
+        raise ConsentOutdated(details={"current_version": policy_version})
+
+    # Locking the account serialises a double-tapped sign-up of the same shopper.
+    account = session.get(WeChatAccount, wechat_account_id, with_for_update=True)
+    if account is None:
+        raise AuthInvalid()
+    if account.member_id is not None:
+        return SignUpResult(member_profile(session, account.member_id), created=False)
+
+    phone = _phone_from_code(wechat, request.phone_code)
+    protected = vault.protect(phone)
+    scene = _scene_by_value(session, request.scene)
+
+    member = _member_by_phone_index(session, protected.blind_index)
+    created = member is None
+    if member is None:
+        member = Member(
+            phone_ciphertext=protected.ciphertext,
+            phone_index=protected.blind_index,
+            phone_masked=protected.masked,
+            tier_id=_entry_tier(session).id,
+            source=MemberSource.WECHAT,
+        )
+        try:
+            with session.begin_nested():
+                session.add(member)
+        except IntegrityError:
+            # Someone registered the same phone a moment ago: join that member.
+            member = _member_by_phone_index(session, protected.blind_index)
+            created = False
+            assert member is not None
+
+    _fill_profile(member, request)
+    _attribute_to_scene(member, scene)
+    account.member_id = member.id
+    session.add(
+        MemberConsent(
+            member_id=member.id,
+            wechat_account_id=account.id,
+            policy_version=request.consent_version,
+            client_ip=request.client_ip,
+        )
+    )
+    session.flush()
+    return SignUpResult(member_profile(session, member.id), created=created)
+
+
+def member_id_of_account(session: Session, wechat_account_id: int) -> int:
+    member_id = session.scalar(select(WeChatAccount.member_id).where(WeChatAccount.id == wechat_account_id))
+    if member_id is None:
+        raise MemberNotRegistered()
+    return member_id
+
+
+def member_profile(session: Session, member_id: int) -> Member:
+    """A member with what the member card shows (tier, advisor, sign-up scene) loaded."""
+    member = session.scalars(
+        select(Member)
+        .where(Member.id == member_id)
+        .options(
+            joinedload(Member.tier),
+            joinedload(Member.advisor),
+            joinedload(Member.signup_scene),
+        )
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if member is None:
+        raise NotFound("会员不存在")
+    return member
+
+
+def _phone_from_code(wechat: MiniProgramClient, phone_code: str) -> str:
+    try:
+        phone = wechat.get_phone_number(phone_code)
+    except WeChatCodeRejected as exc:
+        raise PhoneCodeInvalid() from exc
+    try:
+        return normalize_phone(phone)
+    except InvalidPhone as exc:
+        raise PhoneNotSupported() from exc
+
+
+def _member_by_phone_index(session: Session, blind_index: str) -> Member | None:
+    return session.scalars(select(Member).where(Member.phone_index == blind_index)).one_or_none()
+
+
+def _entry_tier(session: Session) -> Tier:
+    tier = session.scalars(select(Tier).order_by(Tier.rank).limit(1)).first()
+    if tier is None:
+        raise ValidationFailed("会员等级尚未配置，请联系商场运营")
+    return tier
+
+
+def _scene_by_value(session: Session, scene: str | None) -> QrScene | None:
+    # An unknown scene (an old poster, a typo) must not stop anyone from joining.
+    if not scene:
+        return None
+    return session.scalars(select(QrScene).where(QrScene.scene == scene)).one_or_none()
+
+
+def _fill_profile(member: Member, request: SignUp) -> None:
+    if request.birthday and member.birthday is None:
+        member.birthday = request.birthday
+    if request.nickname and not member.nickname:
+        member.nickname = request.nickname
+
+
+def _attribute_to_scene(member: Member, scene: QrScene | None) -> None:
+    """First scene wins: a member imported earlier keeps any attribution it already has."""
+    if scene is None:
+        return
+    if member.signup_scene_id is None:
+        member.signup_scene_id = scene.id
+    if scene.kind is SceneKind.ADVISOR and member.advisor_id is None:
+        member.advisor_id = scene.advisor_id
+    if (
+        scene.kind is SceneKind.REFERRAL
+        and member.referred_by_member_id is None
+        and scene.referrer_member_id != member.id
+    ):
+        member.referred_by_member_id = scene.referrer_member_id

@@ -1,0 +1,12 @@
+"""The shoppers' mini-program API, under /api/mp/v1."""
+
+from __future__ import annotations
+
+from flask_smorest import Api
+
+
+def register_miniprogram_api(api: Api) -> None:
+    from miniprogram_api.views import auth, members
+
+    api.register_blueprint(auth.blp)
+    api.register_blueprint(members.blp)

@@ -1,0 +1,29 @@
+"""Shopper login with a wx.login() code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from app.auth import Audience, issue_token
+from app.db import transaction
+from app.extensions import extensions
+from app.services import members
+from miniprogram_api.schemas import LoginOut, WeChatLoginIn
+
+blp = Blueprint("mp_auth", __name__, url_prefix="/api/mp/v1", description="小程序：登录")
+
+
+@blp.route("/auth/login", methods=["POST"])
+@blp.arguments(WeChatLoginIn)
+@blp.response(200, LoginOut)
+def login(args: dict[str, Any]) -> dict[str, Any]:
+    """用 wx.login() 的 code 登录；已注册时一并返回会员信息"""
+    wechat = extensions().wechat
+    wechat_session = members.exchange_login_code(wechat, args["code"])
+    with transaction() as session:
+        account = members.record_login(session, wechat.appid, wechat_session)
+        member = members.member_profile(session, account.member_id) if account.member_id else None
+    token, expires_in = issue_token(Audience.MINIPROGRAM, account.id)
+    return {"token": token, "expires_in": expires_in, "member": member}

@@ -1,0 +1,62 @@
+"""Signing up, the member card and the dynamic member code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from flask_smorest import Blueprint
+
+from app import qr
+from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
+from app.db import transaction, utcnow
+from app.extensions import extensions
+from app.models import Member
+from app.services import members
+from miniprogram_api.schemas import MemberCodeOut, MemberOut, SignUpIn
+
+blp = Blueprint("mp_members", __name__, url_prefix="/api/mp/v1", description="小程序：会员注册与会员卡")
+
+
+@blp.route("/members", methods=["POST"])
+@blp.doc(security=BEARER_SECURITY)
+@wechat_account_required
+@blp.arguments(SignUpIn)
+@blp.response(201, MemberOut, description="新注册的会员")
+@blp.alt_response(200, schema=MemberOut, description="已是会员（或手机号已在商场登记）：返回同一会员")
+def sign_up(args: dict[str, Any]) -> tuple[Member, int]:
+    """注册会员：手机号授权 + 同意隐私政策；重复提交返回同一会员"""
+    ext = extensions()
+    with transaction() as session:
+        result = members.sign_up(
+            session,
+            current_wechat_account_id(),
+            members.SignUp(**args, client_ip=request.remote_addr),
+            policy_version=ext.config.PRIVACY_POLICY_VERSION,
+            wechat=ext.wechat,
+            vault=ext.phone_vault,
+        )
+    return result.member, 201 if result.created else 200
+
+
+@blp.route("/me", methods=["GET"])
+@blp.doc(security=BEARER_SECURITY)
+@wechat_account_required
+@blp.response(200, MemberOut)
+def me() -> Member:
+    """我的会员卡：脱敏手机号、等级、积分、专属顾问"""
+    with transaction() as session:
+        member_id = members.member_id_of_account(session, current_wechat_account_id())
+        return members.member_profile(session, member_id)
+
+
+@blp.route("/me/code", methods=["GET"])
+@blp.doc(security=BEARER_SECURITY)
+@wechat_account_required
+@blp.response(200, MemberCodeOut)
+def member_code() -> dict[str, Any]:
+    """动态会员码：约每分钟变化，扫码一次即失效"""
+    with transaction() as session:
+        member_id = members.member_id_of_account(session, current_wechat_account_id())
+    issued = extensions().member_code_signer.issue(member_id, utcnow())
+    return {"code": issued.code, "expires_in": issued.expires_in, "qr_png_base64": qr.png_base64(issued.code)}

@@ -1,0 +1,82 @@
+"""Test data builders: sensible defaults, override only what a test is about."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.demo_data import TIERS
+from app.models import Member, MemberSource, Operator, Staff, StaffRole, Store, Tier
+from app.pii import PhoneVault
+from app.services.authentication import hash_password
+
+_sequence = itertools.count(1)
+
+
+def create_tiers(session: Session) -> list[Tier]:
+    tiers = [
+        Tier(
+            code=code,
+            name=name,
+            rank=rank,
+            min_annual_spend_fen=spend,
+            points_multiplier_percent=multiplier,
+            free_parking_minutes_per_day=parking,
+        )
+        for code, name, rank, spend, multiplier, parking in TIERS
+    ]
+    session.add_all(tiers)
+    session.flush()
+    return tiers
+
+
+def create_store(session: Session, **overrides: Any) -> Store:
+    n = next(_sequence)
+    store = Store(
+        **{"code": f"S{n:04d}", "name": f"测试门店{n}", "category": "服饰", "floor": "2F", **overrides}
+    )
+    session.add(store)
+    session.flush()
+    return store
+
+
+def create_staff(session: Session, userid: str, role: StaffRole, **overrides: Any) -> Staff:
+    staff = Staff(**{"wecom_userid": userid, "name": f"员工{userid}", "role": role, **overrides})
+    session.add(staff)
+    session.flush()
+    return staff
+
+
+def create_operator(
+    session: Session, username: str = "ops", password: str = "correct-horse", **overrides: Any
+) -> Operator:
+    operator = Operator(
+        **{
+            "username": username,
+            "display_name": "运营",
+            "password_hash": hash_password(password),
+            **overrides,
+        }
+    )
+    session.add(operator)
+    session.flush()
+    return operator
+
+
+def create_member(session: Session, vault: PhoneVault, phone: str, tier: Tier, **overrides: Any) -> Member:
+    protected = vault.protect(phone)
+    member = Member(
+        **{
+            "phone_ciphertext": protected.ciphertext,
+            "phone_index": protected.blind_index,
+            "phone_masked": protected.masked,
+            "tier_id": tier.id,
+            "source": MemberSource.POS,
+            **overrides,
+        }
+    )
+    session.add(member)
+    session.flush()
+    return member
