@@ -70,17 +70,25 @@ def current_wechat_account_id() -> int:
     return cast(int, g.wechat_account_id)
 
 
+Caller = TypeVar("Caller", Staff, Operator)
+
+
+def _active_caller(model: type[Caller], audience: Audience) -> Caller:
+    subject_id = _subject_from_request(audience)
+    with transaction() as session:
+        caller = session.get(model, subject_id)
+    if caller is None or not caller.is_active:
+        raise AuthInvalid()
+    return caller
+
+
 def staff_required(*roles: StaffRole) -> Callable[[F], F]:
     """WeCom staff endpoints, optionally limited to some roles."""
 
     def decorator(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            staff_id = _subject_from_request(Audience.STAFF)
-            with transaction() as session:
-                staff = session.get(Staff, staff_id)
-            if staff is None or not staff.is_active:
-                raise AuthInvalid()
+            staff = _active_caller(Staff, Audience.STAFF)
             if roles and staff.role not in roles:
                 raise Forbidden("当前岗位无权执行此操作")
             g.current_staff = staff
@@ -98,12 +106,7 @@ def current_staff() -> Staff:
 def operator_required(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        operator_id = _subject_from_request(Audience.ADMIN)
-        with transaction() as session:
-            operator = session.get(Operator, operator_id)
-        if operator is None or not operator.is_active:
-            raise AuthInvalid()
-        g.current_operator = operator
+        g.current_operator = _active_caller(Operator, Audience.ADMIN)
         return view(*args, **kwargs)
 
     return cast(F, wrapper)

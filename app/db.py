@@ -7,16 +7,21 @@ Services receive a `Session` and only `flush()`; whoever opens `transaction()`
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from flask import Flask, current_app
 from sqlalchemy import DateTime, Engine, Enum, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from app.errors import DomainError
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -106,6 +111,44 @@ def transaction(app: Flask | None = None) -> Iterator[Session]:
     """One unit of work: commit when the block ends, roll back if it raises."""
     with bound_database(app).sessionmaker.begin() as session:
         yield session
+
+
+class RetryableConflict(Exception):
+    """A concurrent transaction won a race (e.g. inserted the same unique key): run the work again.
+
+    The retry runs in a new transaction, so under REPEATABLE READ it sees the winner's rows.
+    """
+
+
+class ConcurrentUpdate(DomainError):
+    code, status, message = "CONCURRENT_UPDATE", 409, "操作过于频繁，请稍后重试"
+
+
+# MySQL/MariaDB: deadlock victim, lock wait timeout. Both say "restart the transaction".
+_RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205})
+
+
+def run_transaction(work: Callable[[Session], T], *, attempts: int = 3, app: Flask | None = None) -> T:
+    """Run `work` in a transaction, re-running it when it loses a race or a deadlock.
+
+    `work` must be safe to repeat: keep calls to the outside world (WeChat, ...) out of it.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction(app) as session:
+                return work(session)
+        except RetryableConflict as exc:
+            if attempt == attempts:
+                raise ConcurrentUpdate() from exc
+        except OperationalError as exc:
+            if _mysql_error_code(exc) not in _RETRYABLE_MYSQL_ERRORS or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _mysql_error_code(exc: OperationalError) -> int | None:
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def str_enum(enum_cls: type[enum.StrEnum], length: int = 16) -> Enum:

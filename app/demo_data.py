@@ -80,12 +80,8 @@ def is_seeded(session: Session) -> bool:
     return session.scalar(select(Operator.id).limit(1)) is not None
 
 
-def seed_demo_mall(
-    session: Session, vault: PhoneVault, *, member_count: int = 300, seed: int = 20261125
-) -> DemoSummary:
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-
+def create_standard_tiers(session: Session) -> list[Tier]:
+    """普卡 / 银卡 / 金卡 / 钻石卡, lowest rank first."""
     tiers = [
         Tier(
             code=code,
@@ -97,10 +93,22 @@ def seed_demo_mall(
         )
         for code, name, rank, spend, multiplier, parking in TIERS
     ]
+    session.add_all(tiers)
+    session.flush()
+    return tiers
+
+
+def seed_demo_mall(
+    session: Session, vault: PhoneVault, *, member_count: int = 300, seed: int = 20261125
+) -> DemoSummary:
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+
+    tiers = create_standard_tiers(session)
     stores = [
         Store(code=code, name=name, category=category, floor=floor) for code, name, category, floor in STORES
     ]
-    session.add_all([*tiers, *stores])
+    session.add_all(stores)
     session.flush()
 
     staff = [

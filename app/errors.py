@@ -7,6 +7,7 @@ Every error response, including 404/405/422 from the framework, is rendered as
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, ClassVar
 
 from flask import Flask, jsonify
@@ -91,8 +92,10 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
     # webargs (via flask-smorest) attaches per-field messages to 400/422 errors.
     messages = getattr(error, "data", {}).get("messages")
     if messages:
-        body["details"] = _flatten_locations(messages)
-    return jsonify(body), status
+        body["details"] = _in_chinese(_flatten_locations(messages))
+    # Keep what the exception says about itself, e.g. `Allow` on 405.
+    headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+    return jsonify(body), status, headers
 
 
 def _flatten_locations(messages: dict[str, Any]) -> Any:
@@ -101,6 +104,42 @@ def _flatten_locations(messages: dict[str, Any]) -> Any:
         (only,) = messages.values()
         return only
     return messages
+
+
+# marshmallow/webargs messages, as shoppers and staff should read them.
+_FIELD_MESSAGES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^Missing data for required field\.$"), "必填"),
+    (re.compile(r"^Field may not be null\.$"), "不能为空"),
+    (re.compile(r"^Unknown field\.$"), "不支持的字段"),
+    (re.compile(r"^Not a valid string\.$"), "应为字符串"),
+    (re.compile(r"^Not a valid integer\.$"), "应为整数"),
+    (re.compile(r"^Not a valid boolean\.$"), "应为布尔值"),
+    (re.compile(r"^Not a valid date\.$"), "日期格式应为 YYYY-MM-DD"),
+    (re.compile(r"^Not a valid datetime\.$"), "时间格式无效"),
+    (re.compile(r"^Invalid input type\.$"), "格式无效"),
+    (re.compile(r"^Invalid JSON body\.$"), "请求体不是合法的 JSON"),
+    (re.compile(r"^Must be one of: (.*)\.$"), r"可选值：\1"),
+    (re.compile(r"^Length must be between (\d+) and (\d+)\.$"), r"长度应在 \1 到 \2 之间"),
+    (re.compile(r"^Shorter than minimum length (\d+)\.$"), r"长度不能少于 \1"),
+    (re.compile(r"^Longer than maximum length (\d+)\.$"), r"长度不能超过 \1"),
+    (re.compile(r"^Must be greater than or equal to (\d+)\.$"), r"不能小于 \1"),
+    (
+        re.compile(r"^Must be greater than or equal to (\d+) and less than or equal to (\d+)\.$"),
+        r"应在 \1 到 \2 之间",
+    ),
+]
+
+
+def _in_chinese(details: Any) -> Any:
+    if isinstance(details, dict):
+        return {key: _in_chinese(value) for key, value in details.items()}
+    if isinstance(details, list):
+        return [_in_chinese(value) for value in details]
+    if isinstance(details, str):
+        for pattern, replacement in _FIELD_MESSAGES:
+            if pattern.match(details):
+                return pattern.sub(replacement, details)
+    return details
 
 
 def _domain_error(error: DomainError) -> ResponseReturnValue:

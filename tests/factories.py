@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.demo_data import TIERS
+from app.demo_data import create_standard_tiers
 from app.models import Member, MemberSource, Operator, Staff, StaffRole, Store, Tier
 from app.pii import PhoneVault
 from app.services.authentication import hash_password
@@ -16,20 +16,7 @@ _sequence = itertools.count(1)
 
 
 def create_tiers(session: Session) -> list[Tier]:
-    tiers = [
-        Tier(
-            code=code,
-            name=name,
-            rank=rank,
-            min_annual_spend_fen=spend,
-            points_multiplier_percent=multiplier,
-            free_parking_minutes_per_day=parking,
-        )
-        for code, name, rank, spend, multiplier, parking in TIERS
-    ]
-    session.add_all(tiers)
-    session.flush()
-    return tiers
+    return create_standard_tiers(session)
 
 
 def create_store(session: Session, **overrides: Any) -> Store:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from app.db import utcnow
+from app.db import RetryableConflict, utcnow
 from app.errors import AuthInvalid, DomainError, NotFound, ValidationFailed
 from app.integrations.wechat_client import MiniProgramClient, WeChatCodeRejected, WeChatSession
 from app.models import Member, MemberConsent, MemberSource, QrScene, SceneKind, Tier, WeChatAccount
@@ -42,8 +42,7 @@ class MemberNotRegistered(DomainError):
 
 @dataclass(frozen=True)
 class SignUp:
-    phone_code: str
-    consent_version: str | None
+    consent_version: str
     scene: str | None = None
     birthday: date | None = None
     nickname: str | None = None
@@ -64,44 +63,61 @@ def exchange_login_code(wechat: MiniProgramClient, js_code: str) -> WeChatSessio
 
 
 def record_login(session: Session, appid: str, wechat_session: WeChatSession) -> WeChatAccount:
-    """The account for this openid, created on first login. Safe against concurrent first logins."""
-    lookup = select(WeChatAccount).where(
-        WeChatAccount.appid == appid, WeChatAccount.openid == wechat_session.openid
-    )
-    account = session.scalars(lookup).one_or_none()
+    """The account for this openid, created on first login.
+
+    Raises RetryableConflict when a concurrent first login of the same openid wins.
+    """
+    account = session.scalars(
+        select(WeChatAccount).where(
+            WeChatAccount.appid == appid, WeChatAccount.openid == wechat_session.openid
+        )
+    ).one_or_none()
     if account is None:
-        try:
-            with session.begin_nested():
-                account = WeChatAccount(appid=appid, openid=wechat_session.openid)
-                session.add(account)
-        except IntegrityError:
-            account = session.scalars(lookup).one()
+        account = WeChatAccount(appid=appid, openid=wechat_session.openid)
+        _insert(session, account)
     account.unionid = wechat_session.unionid or account.unionid
     account.last_login_at = utcnow()
     session.flush()
     return account
 
 
-def sign_up(
-    session: Session,
-    wechat_account_id: int,
-    request: SignUp,
-    *,
-    policy_version: str,
-    wechat: MiniProgramClient,
-    vault: PhoneVault,
+def accepted_policy_version(consent_version: str | None, policy_version: str) -> str:
+    """The policy version the shopper agreed to, which must be the current one."""
+    if not consent_version:
+        raise ConsentRequired()
+    if consent_version != policy_version:
+        raise ConsentOutdated(details={"current_version": policy_version})
+    return consent_version
+
+
+def member_of_account(session: Session, wechat_account_id: int) -> Member | None:
+    """The member this WeChat account belongs to, if it has signed up."""
+    member_id = session.scalar(select(WeChatAccount.member_id).where(WeChatAccount.id == wechat_account_id))
+    return member_profile(session, member_id) if member_id is not None else None
+
+
+def phone_from_code(wechat: MiniProgramClient, phone_code: str) -> str:
+    """The mainland mobile number behind a phone-number button code (single use at WeChat)."""
+    try:
+        phone = wechat.get_phone_number(phone_code)
+    except WeChatCodeRejected as exc:
+        raise PhoneCodeInvalid() from exc
+    try:
+        return normalize_phone(phone)
+    except InvalidPhone as exc:
+        raise PhoneNotSupported() from exc
+
+
+def register(
+    session: Session, wechat_account_id: int, phone: str, request: SignUp, *, vault: PhoneVault
 ) -> SignUpResult:
     """Make the WeChat account a member, exactly once.
 
     Repeating it returns the same member. A phone we already know (POS, import)
-    links this account to that member instead of creating a second one. WeChat is
-    only asked for the phone when the account is not yet a member.
+    links this account to that member instead of creating a second one. Raises
+    RetryableConflict when a concurrent sign-up with the same phone wins the insert:
+    run again, it joins that member.
     """
-    if not request.consent_version:
-        raise ConsentRequired()
-    if request.consent_version != policy_version:
-        raise ConsentOutdated(details={"current_version": policy_version})
-
     # Locking the account serialises a double-tapped sign-up of the same shopper.
     account = session.get(WeChatAccount, wechat_account_id, with_for_update=True)
     if account is None:
@@ -109,11 +125,8 @@ def sign_up(
     if account.member_id is not None:
         return SignUpResult(member_profile(session, account.member_id), created=False)
 
-    phone = _phone_from_code(wechat, request.phone_code)
     protected = vault.protect(phone)
-    scene = _scene_by_value(session, request.scene)
-
-    member = _member_by_phone_index(session, protected.blind_index)
+    member = session.scalars(select(Member).where(Member.phone_index == protected.blind_index)).one_or_none()
     created = member is None
     if member is None:
         member = Member(
@@ -123,17 +136,10 @@ def sign_up(
             tier_id=_entry_tier(session).id,
             source=MemberSource.WECHAT,
         )
-        try:
-            with session.begin_nested():
-                session.add(member)
-        except IntegrityError:
-            # Someone registered the same phone a moment ago: join that member.
-            member = _member_by_phone_index(session, protected.blind_index)
-            created = False
-            assert member is not None
+        _insert(session, member)
 
     _fill_profile(member, request)
-    _attribute_to_scene(member, scene)
+    _attribute_to_scene(member, _scene_by_value(session, request.scene))
     account.member_id = member.id
     session.add(
         MemberConsent(
@@ -145,6 +151,14 @@ def sign_up(
     )
     session.flush()
     return SignUpResult(member_profile(session, member.id), created=created)
+
+
+def _insert(session: Session, row: Member | WeChatAccount) -> None:
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise RetryableConflict() from exc
 
 
 def member_id_of_account(session: Session, wechat_account_id: int) -> int:
@@ -159,31 +173,12 @@ def member_profile(session: Session, member_id: int) -> Member:
     member = session.scalars(
         select(Member)
         .where(Member.id == member_id)
-        .options(
-            joinedload(Member.tier),
-            joinedload(Member.advisor),
-            joinedload(Member.signup_scene),
-        )
+        .options(joinedload(Member.tier), joinedload(Member.advisor), joinedload(Member.signup_scene))
         .execution_options(populate_existing=True)
     ).one_or_none()
     if member is None:
         raise NotFound("会员不存在")
     return member
-
-
-def _phone_from_code(wechat: MiniProgramClient, phone_code: str) -> str:
-    try:
-        phone = wechat.get_phone_number(phone_code)
-    except WeChatCodeRejected as exc:
-        raise PhoneCodeInvalid() from exc
-    try:
-        return normalize_phone(phone)
-    except InvalidPhone as exc:
-        raise PhoneNotSupported() from exc
-
-
-def _member_by_phone_index(session: Session, blind_index: str) -> Member | None:
-    return session.scalars(select(Member).where(Member.phone_index == blind_index)).one_or_none()
 
 
 def _entry_tier(session: Session) -> Tier:

@@ -7,7 +7,7 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from app.auth import Audience, issue_token
-from app.db import transaction
+from app.db import run_transaction, transaction
 from app.extensions import extensions
 from app.services import members
 from miniprogram_api.schemas import LoginOut, WeChatLoginIn
@@ -22,8 +22,8 @@ def login(args: dict[str, Any]) -> dict[str, Any]:
     """用 wx.login() 的 code 登录；已注册时一并返回会员信息"""
     wechat = extensions().wechat
     wechat_session = members.exchange_login_code(wechat, args["code"])
+    account = run_transaction(lambda session: members.record_login(session, wechat.appid, wechat_session))
     with transaction() as session:
-        account = members.record_login(session, wechat.appid, wechat_session)
-        member = members.member_profile(session, account.member_id) if account.member_id else None
+        member = members.member_of_account(session, account.id)
     token, expires_in = issue_token(Audience.MINIPROGRAM, account.id)
     return {"token": token, "expires_in": expires_in, "member": member}

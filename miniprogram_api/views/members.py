@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from app import qr
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
-from app.db import transaction, utcnow
+from app.db import run_transaction, transaction, utcnow
 from app.extensions import extensions
 from app.models import Member
 from app.services import members
@@ -27,15 +27,26 @@ blp = Blueprint("mp_members", __name__, url_prefix="/api/mp/v1", description="�
 def sign_up(args: dict[str, Any]) -> tuple[Member, int]:
     """注册会员：手机号授权 + 同意隐私政策；重复提交返回同一会员"""
     ext = extensions()
+    account_id = current_wechat_account_id()
+    details = members.SignUp(
+        consent_version=members.accepted_policy_version(
+            args["consent_version"], ext.config.PRIVACY_POLICY_VERSION
+        ),
+        scene=args["scene"],
+        birthday=args["birthday"],
+        nickname=args["nickname"],
+        client_ip=request.remote_addr,
+    )
     with transaction() as session:
-        result = members.sign_up(
-            session,
-            current_wechat_account_id(),
-            members.SignUp(**args, client_ip=request.remote_addr),
-            policy_version=ext.config.PRIVACY_POLICY_VERSION,
-            wechat=ext.wechat,
-            vault=ext.phone_vault,
-        )
+        existing = members.member_of_account(session, account_id)
+    if existing is not None:
+        return existing, 200
+
+    # Asked once, outside the transaction: WeChat phone codes are single-use.
+    phone = members.phone_from_code(ext.wechat, args["phone_code"])
+    result = run_transaction(
+        lambda session: members.register(session, account_id, phone, details, vault=ext.phone_vault)
+    )
     return result.member, 201 if result.created else 200
 
 

@@ -60,6 +60,12 @@ def test_framework_errors_are_json(
     assert response.get_json()["message"]
 
 
+def test_method_not_allowed_says_what_is_allowed(client: FlaskClient) -> None:
+    response = client.delete("/api/mp/v1/me")
+
+    assert set(response.headers["Allow"].split(", ")) >= {"GET"}
+
+
 @pytest.mark.parametrize(
     "path", ["/api/mp/v1/auth/login", "/api/staff/v1/auth/login", "/api/admin/v1/auth/login"]
 )
@@ -83,3 +89,14 @@ def test_malformed_bodies_are_clear_4xx_never_500(
     body = response.get_json()
     assert body["code"] in {"BAD_REQUEST", "VALIDATION_ERROR"}
     assert body["message"]
+
+
+def test_field_errors_are_explained_in_chinese(client: FlaskClient) -> None:
+    response = client.post("/api/mp/v1/auth/login", json={"code": 42, "extra": True})
+
+    assert response.status_code == 422
+    assert response.get_json() == {
+        "code": "VALIDATION_ERROR",
+        "message": "请求参数有误",
+        "details": {"code": ["应为字符串"], "extra": ["不支持的字段"]},
+    }

@@ -301,3 +301,42 @@ def test_a_staff_token_does_not_open_shopper_endpoints(
 
     assert response.status_code == 401
     assert response.get_json()["code"] == "AUTH_INVALID"
+
+
+def test_the_phone_number_never_reaches_the_logs(
+    client: FlaskClient, mall: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+
+    registered_shopper(client, "o-quiet", "13912345678")
+    client.post("/api/mp/v1/members", json={"phone_code": "sandbox-phone:13912345678"}, headers={})
+
+    assert caplog.records, "expected some log output to inspect"
+    assert "13912345678" not in caplog.text
+
+
+@pytest.mark.mariadb
+def test_concurrent_sign_ups_with_one_phone_make_one_member(
+    app: Flask, client: FlaskClient, mall: dict, session: Session
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    tokens = [shopper_login(client, f"o-race-{n}")["token"] for n in range(12)]
+    tokens += tokens[:2]  # and two shoppers double-tapping
+
+    def attempt(token: str) -> tuple[int, int]:
+        response = sign_up(app.test_client(), token, "13666666666")
+        assert "id" in response.get_json(), response.get_json()
+        return response.status_code, response.get_json()["id"]
+
+    with ThreadPoolExecutor(max_workers=len(tokens)) as pool:
+        results = list(pool.map(attempt, tokens))
+
+    assert {status for status, _ in results} <= {200, 201}
+    assert [status for status, _ in results].count(201) == 1
+    assert len({member_id for _, member_id in results}) == 1
+    assert len(session.scalars(select(Member)).all()) == 1
+    linked = session.scalars(
+        select(WeChatAccount.member_id).where(WeChatAccount.openid.like("o-race-%"))
+    ).all()
+    assert len(linked) == 12 and len(set(linked)) == 1

@@ -1,0 +1,45 @@
+"""The transaction boundary: commit once, roll back on error, re-run work that lost a race."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db import ConcurrentUpdate, RetryableConflict, run_transaction, transaction
+from app.models import Store
+from tests import factories
+
+
+def test_a_failing_unit_of_work_leaves_nothing_behind(app: Flask, session: Session) -> None:
+    with pytest.raises(RuntimeError), transaction(app) as work:
+        factories.create_store(work)
+        raise RuntimeError("boom")
+
+    assert session.scalar(select(func.count()).select_from(Store)) == 0
+
+
+def test_work_that_loses_a_race_is_run_again_in_a_fresh_transaction(app: Flask, session: Session) -> None:
+    attempts: list[int] = []
+
+    def work(work_session: Session) -> str:
+        factories.create_store(work_session, name=f"第{len(attempts) + 1}次")
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise RetryableConflict()
+        return "done"
+
+    assert run_transaction(work, app=app) == "done"
+    assert session.scalars(select(Store.name)).all() == ["第3次"]
+
+
+def test_work_that_keeps_losing_gives_up_with_a_clear_conflict(app: Flask) -> None:
+    def work(_: Session) -> None:
+        raise RetryableConflict()
+
+    with pytest.raises(ConcurrentUpdate) as raised:
+        run_transaction(work, attempts=2, app=app)
+
+    assert raised.value.status == 409
+    assert raised.value.code == "CONCURRENT_UPDATE"

@@ -1,0 +1,57 @@
+"""With REDIS_URL set, access tokens and login throttling are shared by every worker."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from app import create_app
+from app.config import Config
+from app.extensions import extensions
+from app.sandbox import SandboxProcess
+from tests import factories
+
+# A database of its own, emptied by these tests.
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def redis_config(config: Config) -> Config:
+    connection = redis.Redis.from_url(REDIS_URL)
+    try:
+        connection.flushdb()
+    except redis.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    return config.with_overrides(REDIS_URL=REDIS_URL)
+
+
+def test_workers_share_one_wechat_access_token(
+    app: Flask, redis_config: Config, sandbox: SandboxProcess
+) -> None:
+    for worker in (create_app(redis_config), create_app(redis_config)):
+        with worker.app_context():
+            extensions().wechat.send_subscribe_message("o-member", "tmpl", {"thing1": {"value": "hi"}})
+
+    token_fetches = [r for r in sandbox.requests("wechat") if r["path"] == "/cgi-bin/stable_token"]
+    assert len(token_fetches) == 1
+    assert len(sandbox.messages("wechat")) == 2
+
+
+def test_login_failures_are_counted_across_workers(
+    app: Flask, redis_config: Config, session: Session
+) -> None:
+    factories.create_operator(session, "ops", "correct-horse")
+    session.commit()
+
+    for _ in range(redis_config.ADMIN_LOGIN_MAX_FAILURES):
+        worker = create_app(redis_config).test_client()
+        worker.post("/api/admin/v1/auth/login", json={"username": "ops", "password": "guess"})
+    response = (
+        create_app(redis_config)
+        .test_client()
+        .post("/api/admin/v1/auth/login", json={"username": "ops", "password": "correct-horse"})
+    )
+
+    assert response.status_code == 429
