@@ -5,12 +5,14 @@ from __future__ import annotations
 import click
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from flask import Flask
+from flask import Flask, current_app
+from flask.cli import AppGroup
 
+from app import jobs
 from app.config import PROJECT_ROOT
-from app.db import transaction, utcnow
+from app.db import transaction
 from app.extensions import extensions
-from app.services import member_codes
+from app.services import points
 
 
 def alembic_config(database_url: str) -> AlembicConfig:
@@ -25,12 +27,34 @@ def register_commands(app: Flask) -> None:
         """Apply all Alembic migrations to DATABASE_URL."""
         command.upgrade(alembic_config(extensions().config.DATABASE_URL), "head")
 
-    @app.cli.command("purge-used-member-codes")
-    def purge_used_member_codes() -> None:
-        """Forget scanned member codes old enough to be rejected as expired anyway."""
+    jobs_group = AppGroup("jobs", help="Scheduled jobs: run one now, or all on their schedule.")
+
+    @jobs_group.command("run")
+    @click.argument("name", type=click.Choice(sorted(jobs.JOBS)))
+    def run_job(name: str) -> None:
+        """Run one job now."""
+        click.echo(jobs.run_job(current_app._get_current_object(), name))  # type: ignore[attr-defined]
+
+    @jobs_group.command("schedule")
+    def schedule() -> None:
+        """Run every job on its schedule (mall timezone) until interrupted."""
+        jobs.build_scheduler(current_app._get_current_object()).start()  # type: ignore[attr-defined]
+
+    points_group = AppGroup("points", help="The points ledger.")
+
+    @points_group.command("verify")
+    def verify() -> None:
+        """Check every ledger invariant; exit 1 and list what is wrong if any fails."""
         with transaction() as session:
-            purged = member_codes.purge_used_codes(session, utcnow())
-        click.echo(f"Purged {purged} used member codes.")
+            problems = points.verify_ledger(session)
+        for problem in problems:
+            click.echo(problem, err=True)
+        if problems:
+            raise SystemExit(1)
+        click.echo("points ledger OK")
+
+    app.cli.add_command(jobs_group)
+    app.cli.add_command(points_group)
 
     @app.cli.command("seed-demo")
     @click.option("--members", "member_count", default=300, show_default=True)
@@ -42,7 +66,9 @@ def register_commands(app: Flask) -> None:
             if demo_data.is_seeded(session):
                 click.echo("Demo data already present; nothing to do.")
                 return
-            summary = demo_data.seed_demo_mall(session, extensions().phone_vault, member_count=member_count)
+            summary = demo_data.seed_demo_mall(
+                session, extensions().phone_vault, extensions().mall_tz, member_count=member_count
+            )
         click.echo(
             f"Seeded demo mall: {summary.stores} stores, {summary.staff} staff, "
             f"{summary.members} members, {summary.purchases} purchases."

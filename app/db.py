@@ -79,15 +79,23 @@ def build_engine(url: str) -> Engine:
     if backend == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_recycle=3600, pool_size=10, max_overflow=20)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # We emit BEGIN ourselves (below); pysqlite's own would start transactions too late.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    """SQLite ignores FOR UPDATE; taking the write lock at BEGIN gives the same serialisation."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class BoundDatabase:

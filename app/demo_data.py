@@ -8,12 +8,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Member, MemberSource, Operator, Purchase, Staff, StaffRole, Store, Tier
+from app.mall_time import MallTime
+from app.models import Member, MemberSource, Operator, Staff, StaffRole, Store, Tier
 from app.pii import PhoneVault
+from app.services import points, purchases, rewards
 from app.services.authentication import hash_password
 
 DEMO_ADMIN_USERNAME = "admin"
@@ -99,7 +102,7 @@ def create_standard_tiers(session: Session) -> list[Tier]:
 
 
 def seed_demo_mall(
-    session: Session, vault: PhoneVault, *, member_count: int = 300, seed: int = 20261125
+    session: Session, vault: PhoneVault, tz: ZoneInfo, *, member_count: int = 300, seed: int = 20261125
 ) -> DemoSummary:
     rng = random.Random(seed)
     now = datetime.now(UTC)
@@ -147,8 +150,7 @@ def seed_demo_mall(
                 birthday=date(rng.randint(1960, 2005), rng.randint(1, 12), rng.randint(1, 28))
                 if rng.random() < 0.7
                 else None,
-                tier_id=rng.choices(tiers, weights=[60, 25, 11, 4])[0].id,
-                points_balance=rng.randint(0, 20_000),
+                tier_id=tiers[0].id,
                 advisor_id=rng.choice(advisors).id if rng.random() < 0.6 else None,
                 source=rng.choice([MemberSource.WECHAT, MemberSource.WECHAT, MemberSource.POS]),
                 joined_at=joined,
@@ -157,23 +159,34 @@ def seed_demo_mall(
     session.add_all(members)
     session.flush()
 
-    purchases: list[Purchase] = []
+    # Points come only through the ledger, so the demo passes `flask points verify`.
+    settings = points.points_settings(session)
+    manager = staff[1]
+    purchase_count = 0
     for member in members:
-        for _ in range(rng.choices([0, 1, 3, 8, 20], weights=[20, 30, 25, 18, 7])[0]):
+        rewards.reward_sign_up(session, member, at=MallTime(member.joined_at, tz), settings=settings)
+        visits = sorted(
+            member.joined_at + (now - member.joined_at) * rng.random()
+            for _ in range(rng.choices([0, 1, 3, 8, 20], weights=[20, 30, 25, 18, 7])[0])
+        )
+        for paid_at in visits:
             store = rng.choice(stores)
             low, high = BASKETS[store.category]
-            purchased_at = member.joined_at + (now - member.joined_at) * rng.random()
-            purchases.append(
-                Purchase(
-                    member_id=member.id,
+            purchase_count += 1
+            purchases.record_purchase(
+                session,
+                purchases.NewPurchase(
                     store_id=store.id,
-                    receipt_no=f"R{len(purchases) + 1:08d}",
+                    receipt_no=f"R{purchase_count:08d}",
                     amount_fen=rng.randint(low, high),
-                    purchased_at=purchased_at,
-                )
+                    member_id=member.id,
+                    paid_at=paid_at,
+                ),
+                staff=manager,
+                at=MallTime(paid_at, tz),
+                settings=settings,
             )
-    session.add_all(purchases)
-    session.flush()
+        points.expire_due_lots(session, member_id=member.id, at=MallTime(now, tz))
     return DemoSummary(
-        stores=len(stores), staff=len(staff) + len(advisors), members=len(members), purchases=len(purchases)
+        stores=len(stores), staff=len(staff) + len(advisors), members=len(members), purchases=purchase_count
     )

@@ -6,6 +6,7 @@ Nothing here connects at import time: each `create_app` builds its own handles.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import redis
 from flask import Flask, current_app
@@ -17,6 +18,7 @@ from app import db
 from app.config import Config
 from app.integrations.wechat_client import MiniProgramClient
 from app.integrations.wecom_client import WeComClient
+from app.mall_time import MallTime
 from app.pii import PhoneVault
 from app.ratelimit import LoginThrottle
 from app.services.member_codes import MemberCodeSigner
@@ -31,6 +33,7 @@ class Extensions:
     wecom: WeComClient
     admin_login_throttle: LoginThrottle
     member_code_signer: MemberCodeSigner
+    mall_tz: ZoneInfo
 
 
 def init_extensions(app: Flask, config: Config) -> None:
@@ -67,6 +70,7 @@ def init_extensions(app: Flask, config: Config) -> None:
             window_seconds=config.ADMIN_LOGIN_LOCKOUT_SECONDS,
         ),
         member_code_signer=MemberCodeSigner(config.MEMBER_CODE_SECRET, config.MEMBER_CODE_STEP_SECONDS),
+        mall_tz=ZoneInfo(config.MALL_TIMEZONE),
     )
 
 
@@ -76,3 +80,8 @@ def extensions() -> Extensions:
 
 def settings() -> Config:
     return extensions().config
+
+
+def mall_time() -> MallTime:
+    """Now, on the mall's calendar."""
+    return MallTime.current(extensions().mall_tz)

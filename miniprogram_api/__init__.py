@@ -6,7 +6,8 @@ from flask_smorest import Api
 
 
 def register_miniprogram_api(api: Api) -> None:
-    from miniprogram_api.views import auth, members
+    from miniprogram_api.views import auth, members, points
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(members.blp)
+    api.register_blueprint(points.blp)

@@ -7,7 +7,8 @@ from datetime import date
 import marshmallow as ma
 from marshmallow import validate
 
-from app.models import SceneKind
+from app.models import PointsEntryKind, SceneKind
+from app.services import tiers
 
 
 class WeChatLoginIn(ma.Schema):
@@ -78,3 +79,66 @@ class MemberCodeOut(ma.Schema):
     code = ma.fields.String(required=True, metadata={"description": "动态会员码，仅可使用一次"})
     expires_in = ma.fields.Integer(required=True, metadata={"description": "剩余有效秒数"})
     qr_png_base64 = ma.fields.String(required=True, metadata={"description": "会员码二维码 PNG（base64）"})
+
+
+class PointsSummaryOut(ma.Schema):
+    balance = ma.fields.Integer(required=True, metadata={"description": "可用积分"})
+    debt = ma.fields.Integer(
+        required=True, metadata={"description": "退货扣回不足形成的欠分，今后获得的积分优先抵扣"}
+    )
+    expiring_soon = ma.fields.Integer(required=True, metadata={"description": "30 天内将过期的积分"})
+    expiring_before = ma.fields.Date(required=True)
+    next_expiry_on = ma.fields.Date(allow_none=True, metadata={"description": "最近一批积分的到期日"})
+
+
+class PointsEntryOut(ma.Schema):
+    id = ma.fields.Integer()
+    kind = ma.fields.Enum(PointsEntryKind, by_value=True)
+    delta = ma.fields.Integer(metadata={"description": "正数为获得，负数为扣减"})
+    balance_after = ma.fields.Integer()
+    description = ma.fields.String()
+    created_at = ma.fields.DateTime()
+
+
+class PointsEntriesOut(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(PointsEntryOut), required=True)
+    next_cursor = ma.fields.Integer(
+        allow_none=True, metadata={"description": "下一页的 cursor；为 null 表示没有更多"}
+    )
+
+
+class EntriesPageArgs(ma.Schema):
+    cursor = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
+    limit = ma.fields.Integer(load_default=20, validate=validate.Range(min=1, max=50))
+
+
+class CheckInOut(ma.Schema):
+    date = ma.fields.Date(required=True, metadata={"description": "签到的营业日（商场时区）"})
+    streak = ma.fields.Integer(required=True, metadata={"description": "连续签到天数"})
+    points = ma.fields.Integer(required=True)
+    bonus_points = ma.fields.Integer(required=True, metadata={"description": "连签奖励"})
+    already_checked_in = ma.fields.Boolean(required=True)
+
+
+class ShareOut(ma.Schema):
+    points = ma.fields.Integer(
+        required=True, metadata={"description": "本次分享获得的积分（超出每日上限为 0）"}
+    )
+    shares_rewarded_today = ma.fields.Integer(required=True)
+    daily_limit = ma.fields.Integer(required=True)
+
+
+class TierBenefitsOut(ma.Schema):
+    code = ma.fields.String()
+    name = ma.fields.String()
+    min_annual_spend_fen = ma.fields.Integer()
+    points_multiplier_percent = ma.fields.Integer(metadata={"description": "积分倍率，150 表示 1.5 倍"})
+    free_parking_minutes_per_day = ma.fields.Integer()
+    benefits = ma.fields.Function(tiers.benefits, metadata={"description": "等级权益说明"})
+
+
+class TierProgressOut(ma.Schema):
+    current = ma.fields.Nested(TierBenefitsOut, attribute="tier", required=True)
+    rolling_spend_fen = ma.fields.Integer(required=True, metadata={"description": "近 12 个月消费（分）"})
+    next = ma.fields.Nested(TierBenefitsOut, attribute="next_tier", allow_none=True)
+    spend_to_next_fen = ma.fields.Integer(required=True)

@@ -42,7 +42,7 @@ def main() -> None:
         app = create_app(config)
         with app.app_context(), transaction() as session:
             if not demo_data.is_seeded(session):
-                summary = demo_data.seed_demo_mall(session, extensions().phone_vault)
+                summary = demo_data.seed_demo_mall(session, extensions().phone_vault, extensions().mall_tz)
                 print(
                     f"Seeded demo mall: {summary.stores} stores, {summary.members} members, "
                     f"{summary.purchases} purchases."

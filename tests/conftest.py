@@ -14,14 +14,14 @@ import pytest
 from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app import create_app
 from app.cli import alembic_config
 from app.config import Config
-from app.db import Base, bound_database
+from app.db import Base, bound_database, normalize_database_url
 from app.sandbox import SandboxProcess, start_sandbox_process
 
 
@@ -77,17 +77,30 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def session(app: Flask) -> Iterator[Session]:
-    """A session for arranging data and checking results; commit explicitly to make data visible."""
-    with bound_database(app).sessionmaker() as session:
+def session(app: Flask, database_url: str) -> Iterator[Session]:
+    """A session for arranging data and checking results, in autocommit mode: every read is
+    fresh (no REPEATABLE READ snapshot) and it never holds the locks the app under test needs."""
+    engine = create_engine(normalize_database_url(database_url), isolation_level="AUTOCOMMIT")
+    with Session(engine, expire_on_commit=False) as session:
         yield session
+    engine.dispose()
 
 
 def _empty_all_tables(app: Flask) -> None:
+    # Foreign key checks off: members and qr_scenes reference each other.
     engine = bound_database(app).engine
+    if engine.dialect.name == "sqlite":
+        # The pragma is ignored inside a transaction, so use the raw connection (autocommit).
+        raw = engine.raw_connection()
+        try:
+            raw.execute("PRAGMA foreign_keys=OFF")
+            for table in reversed(Base.metadata.sorted_tables):
+                raw.execute(f"DELETE FROM {table.name}")
+        finally:
+            raw.close()
+        return
     with engine.begin() as connection:
-        mysql = connection.dialect.name in {"mysql", "mariadb"}
-        connection.execute(text("SET FOREIGN_KEY_CHECKS=0" if mysql else "PRAGMA foreign_keys=OFF"))
+        connection.execute(text("SET FOREIGN_KEY_CHECKS=0"))
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
-        connection.execute(text("SET FOREIGN_KEY_CHECKS=1" if mysql else "PRAGMA foreign_keys=ON"))
+        connection.execute(text("SET FOREIGN_KEY_CHECKS=1"))

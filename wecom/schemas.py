@@ -42,3 +42,59 @@ class MemberSummaryOut(ma.Schema):
     nickname = ma.fields.String(allow_none=True)
     tier = ma.fields.Function(lambda member: {"code": member.tier.code, "name": member.tier.name})
     points_balance = ma.fields.Integer()
+
+
+class PurchaseIn(ma.Schema):
+    member_code = ma.fields.String(
+        load_default=None,
+        validate=validate.Length(1, 64),
+        metadata={"description": "扫描会员码得到的内容（与 member_id 二选一，都不填为非会员消费）"},
+    )
+    member_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
+    store_id = ma.fields.Integer(required=True, validate=validate.Range(min=1))
+    receipt_no = ma.fields.String(
+        required=True, validate=validate.Length(1, 64), metadata={"description": "小票号"}
+    )
+    amount_fen = ma.fields.Integer(
+        required=True,
+        validate=validate.Range(min=1, max=100_000_000),
+        metadata={"description": "实付金额（分）"},
+    )
+    paid_at = ma.fields.AwareDateTime(
+        load_default=None, metadata={"description": "支付时间（带时区），默认为现在"}
+    )
+
+
+class PurchaseOut(ma.Schema):
+    id = ma.fields.Integer()
+    store_id = ma.fields.Integer()
+    receipt_no = ma.fields.String()
+    amount_fen = ma.fields.Integer()
+    refunded_fen = ma.fields.Integer()
+    member_id = ma.fields.Integer(allow_none=True)
+    points_earned = ma.fields.Integer()
+    points_clawed_back = ma.fields.Integer()
+    purchased_at = ma.fields.DateTime()
+
+
+class PurchaseResultOut(ma.Schema):
+    purchase = ma.fields.Nested(PurchaseOut, required=True)
+    member = ma.fields.Nested(MemberSummaryOut, allow_none=True)
+    tier_upgraded_to = ma.fields.String(
+        allow_none=True, metadata={"description": "本次消费后升级到的等级名称"}
+    )
+
+
+class RefundIn(ma.Schema):
+    refund_no = ma.fields.String(
+        required=True, validate=validate.Length(1, 64), metadata={"description": "退货单号"}
+    )
+    amount_fen = ma.fields.Integer(required=True, validate=validate.Range(min=1, max=100_000_000))
+
+
+class RefundOut(ma.Schema):
+    id = ma.fields.Integer()
+    refund_no = ma.fields.String()
+    amount_fen = ma.fields.Integer()
+    points_clawed_back = ma.fields.Integer()
+    purchase = ma.fields.Nested(PurchaseOut)

@@ -2,24 +2,49 @@
 
 from app.models.mall import Store
 from app.models.member import Member, MemberConsent, MemberSource, UsedMemberCode, WeChatAccount
-from app.models.purchase import Purchase
+from app.models.partner import Partner, PartnerActivityCredit
+from app.models.points import (
+    CheckIn,
+    CheckInStreakBonus,
+    EarningRate,
+    ExpiryPolicy,
+    PointsEntry,
+    PointsEntryKind,
+    PointsLot,
+    PointsPromotion,
+    PointsSettings,
+)
+from app.models.purchase import Purchase, PurchaseRefund
 from app.models.scene import SCENE_MAX_LENGTH, QrScene, SceneKind
 from app.models.staff import Operator, Staff, StaffRole
-from app.models.tier import Tier
+from app.models.tier import Tier, TierChange
 
 __all__ = [
     "SCENE_MAX_LENGTH",
+    "CheckIn",
+    "CheckInStreakBonus",
+    "EarningRate",
+    "ExpiryPolicy",
     "Member",
     "MemberConsent",
     "MemberSource",
     "Operator",
+    "Partner",
+    "PartnerActivityCredit",
+    "PointsEntry",
+    "PointsEntryKind",
+    "PointsLot",
+    "PointsPromotion",
+    "PointsSettings",
     "Purchase",
+    "PurchaseRefund",
     "QrScene",
     "SceneKind",
     "Staff",
     "StaffRole",
     "Store",
     "Tier",
+    "TierChange",
     "UsedMemberCode",
     "WeChatAccount",
 ]

@@ -24,6 +24,7 @@ class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
         CheckConstraint("points_balance >= 0", name="points_balance_not_negative"),
+        CheckConstraint("points_debt >= 0", name="points_debt_not_negative"),
         TABLE_OPTIONS,
     )
 
@@ -37,7 +38,10 @@ class Member(Base):
     nickname: Mapped[str | None] = mapped_column(String(64))
     birthday: Mapped[date | None]
     tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id"), index=True)
+    # Spendable points; changed only by app.services.points, always with its ledger entry.
     points_balance: Mapped[int] = mapped_column(default=0)
+    # Points clawed back by refunds after they were spent: future earning repays it first.
+    points_debt: Mapped[int] = mapped_column(default=0)
     advisor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
     signup_scene_id: Mapped[int | None] = mapped_column(ForeignKey("qr_scenes.id"), index=True)
     referred_by_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, String
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import TABLE_OPTIONS, Base
+from app.db import TABLE_OPTIONS, Base, utcnow
 
 
 class Tier(Base):
@@ -25,3 +27,18 @@ class Tier(Base):
     # 150 means 1.5x points: kept as an integer percentage, never a float.
     points_multiplier_percent: Mapped[int] = mapped_column(default=100)
     free_parking_minutes_per_day: Mapped[int] = mapped_column(default=0)
+
+
+class TierChange(Base):
+    """History of a member's tier: upgrades on purchase, changes at the periodic review, manual ones."""
+
+    __tablename__ = "tier_changes"
+    __table_args__ = TABLE_OPTIONS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    from_tier_id: Mapped[int | None] = mapped_column(ForeignKey("tiers.id"))
+    to_tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id"))
+    reason: Mapped[str] = mapped_column(String(16))  # purchase | review | manual
+    rolling_spend_fen: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -65,6 +65,16 @@ class MemberCodeSigner:
 
     def read(self, code: str, at: datetime) -> tuple[int, int]:
         """(member id, step) of a genuine, unexpired code."""
+        member_id, step = self._open(code)
+        if step not in (self.step_at(at), self.step_at(at) - 1):
+            raise MemberCodeExpired()
+        return member_id, step
+
+    def member_id_of(self, code: str) -> int:
+        """The member of a genuine code, expired or not (to recognise a retried request)."""
+        return self._open(code)[0]
+
+    def _open(self, code: str) -> tuple[int, int]:
         try:
             raw = base64.b32decode(code.strip().upper())
         except (binascii.Error, ValueError) as exc:
@@ -75,8 +85,6 @@ class MemberCodeSigner:
         if not hmac.compare_digest(tag, self._tag(payload)):
             raise MemberCodeInvalid()
         member_id, step, _nonce = _PAYLOAD.unpack(payload)
-        if step not in (self.step_at(at), self.step_at(at) - 1):
-            raise MemberCodeExpired()
         return member_id, step
 
     def _tag(self, payload: bytes) -> bytes:

@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session, joinedload
 from app.db import RetryableConflict, utcnow
 from app.errors import AuthInvalid, DomainError, NotFound, ValidationFailed
 from app.integrations.wechat_client import MiniProgramClient, WeChatCodeRejected, WeChatSession
+from app.mall_time import MallTime
 from app.models import Member, MemberConsent, MemberSource, QrScene, SceneKind, Tier, WeChatAccount
 from app.pii import InvalidPhone, PhoneVault, normalize_phone
+from app.services import points, rewards
 
 
 class WeChatLoginCodeInvalid(DomainError):
@@ -109,12 +111,13 @@ def phone_from_code(wechat: MiniProgramClient, phone_code: str) -> str:
 
 
 def register(
-    session: Session, wechat_account_id: int, phone: str, request: SignUp, *, vault: PhoneVault
+    session: Session, wechat_account_id: int, phone: str, request: SignUp, *, vault: PhoneVault, at: MallTime
 ) -> SignUpResult:
     """Make the WeChat account a member, exactly once.
 
     Repeating it returns the same member. A phone we already know (POS, import)
-    links this account to that member instead of creating a second one. Raises
+    links this account to that member instead of creating a second one. A new
+    member gets the welcome (and referral) points. Raises
     RetryableConflict when a concurrent sign-up with the same phone wins the insert:
     run again, it joins that member.
     """
@@ -150,6 +153,8 @@ def register(
         )
     )
     session.flush()
+    if created:
+        rewards.reward_sign_up(session, member, at=at, settings=points.points_settings(session))
     return SignUpResult(member_profile(session, member.id), created=created)
 
 

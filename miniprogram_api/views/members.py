@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from app import qr
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
 from app.db import run_transaction, transaction, utcnow
-from app.extensions import extensions
+from app.extensions import extensions, mall_time
 from app.models import Member
 from app.services import members
 from miniprogram_api.schemas import MemberCodeOut, MemberOut, SignUpIn
@@ -45,7 +45,9 @@ def sign_up(args: dict[str, Any]) -> tuple[Member, int]:
     # Asked once, outside the transaction: WeChat phone codes are single-use.
     phone = members.phone_from_code(ext.wechat, args["phone_code"])
     result = run_transaction(
-        lambda session: members.register(session, account_id, phone, details, vault=ext.phone_vault)
+        lambda session: members.register(
+            session, account_id, phone, details, vault=ext.phone_vault, at=mall_time()
+        )
     )
     return result.member, 201 if result.created else 200
 

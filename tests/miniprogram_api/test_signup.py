@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.extensions import extensions
-from app.models import Member, MemberConsent, MemberSource, StaffRole, WeChatAccount
+from app.models import Member, MemberConsent, MemberSource, PointsSettings, StaffRole, WeChatAccount
 from app.sandbox import SandboxProcess
 from tests import factories
 from tests.flows import (
@@ -78,7 +78,7 @@ def test_sign_up_creates_a_member_on_the_entry_tier_with_a_masked_phone(
     member = response.get_json()
     assert member["phone"] == "138****8000"
     assert member["tier"] == {"code": "normal", "name": "普卡"}
-    assert member["points_balance"] == 0
+    assert member["points_balance"] == PointsSettings.DEFAULTS["welcome_points"]
     assert member["nickname"] == "Alice🌸"
     assert member["birthday"] == "1990-05-20"
     assert member["advisor"] is None and member["signup_scene"] is None

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.extensions import extensions
-from app.models import StaffRole, UsedMemberCode
+from app.models import PointsSettings, StaffRole, UsedMemberCode
 from tests import factories
 from tests.flows import bearer, registered_shopper, staff_login
 
@@ -83,7 +83,7 @@ def test_scanning_a_member_code_shows_the_member_summary(
         "phone": "137****7000",
         "nickname": "扫码顾客😀",
         "tier": {"code": "normal", "name": "普卡"},
-        "points_balance": 0,
+        "points_balance": PointsSettings.DEFAULTS["welcome_points"],
     }
 
 
@@ -217,7 +217,7 @@ def test_purging_forgets_only_codes_that_have_expired(
     )
     session.commit()
 
-    result = app.test_cli_runner().invoke(args=["purge-used-member-codes"])
+    result = app.test_cli_runner().invoke(args=["jobs", "run", "purge-member-codes"])
 
-    assert "Purged 1 " in result.output
+    assert "purged 1 used" in result.output
     assert session.scalar(select(func.count()).select_from(UsedMemberCode)) == 1

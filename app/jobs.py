@@ -1,0 +1,104 @@
+"""Scheduled jobs. Each is a transaction boundary (one per member or per batch), safe to re-run.
+
+Run one by hand with `flask jobs run <name>`, or all on schedule with `flask jobs schedule`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from app.db import run_transaction, transaction
+from app.extensions import extensions, mall_time
+from app.mall_time import MallTime
+from app.services import member_codes, points, rewards, tiers
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500
+
+
+def expire_points() -> str:
+    """Expire every lot whose last day has passed, member by member."""
+    at = mall_time()
+    expired_points = members_done = 0
+    while True:
+        with transaction() as session:
+            due = points.members_with_due_lots(session, at=at, limit=_BATCH)
+        if not due:
+            break
+        for member_id in due:
+            expired_points += run_transaction(partial(points.expire_due_lots, member_id=member_id, at=at))
+            members_done += 1
+    return f"expired {expired_points} points of {members_done} members"
+
+
+def birthday_points() -> str:
+    """The birthday-month bonus for this month's birthdays (once per member per year)."""
+    at = mall_time()
+    with transaction() as session:
+        candidates = rewards.birthday_members(session, at=at)
+    granted = 0
+    for member_id in candidates:
+        granted += run_transaction(partial(_birthday_for, member_id=member_id, at=at))
+    return f"birthday points for {granted} of {len(candidates)} members"
+
+
+def _birthday_for(session: Session, *, member_id: int, at: MallTime) -> bool:
+    return rewards.reward_birthday(session, member_id, at=at, settings=points.points_settings(session))
+
+
+def review_tiers() -> str:
+    with transaction() as session:
+        counts = tiers.review_all(session, at=mall_time())
+    return ", ".join(f"{name} {count}" for name, count in counts.items())
+
+
+def purge_member_codes() -> str:
+    with transaction() as session:
+        return f"purged {member_codes.purge_used_codes(session, mall_time().now)} used member codes"
+
+
+@dataclass(frozen=True)
+class Job:
+    run: Callable[[], str]
+    # Cron fields, in the mall's timezone.
+    schedule: dict[str, str]
+
+
+JOBS: dict[str, Job] = {
+    "expire-points": Job(expire_points, {"hour": "0", "minute": "10"}),
+    "birthday-points": Job(birthday_points, {"hour": "1", "minute": "0"}),
+    "review-tiers": Job(review_tiers, {"day": "1", "hour": "2", "minute": "0"}),
+    "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
+}
+
+
+def run_job(app: Flask, name: str) -> str:
+    with app.app_context():
+        outcome = JOBS[name].run()
+    log.info("job %s: %s", name, outcome)
+    return outcome
+
+
+def build_scheduler(app: Flask) -> BlockingScheduler:
+    with app.app_context():
+        timezone = extensions().mall_tz
+    scheduler = BlockingScheduler(timezone=timezone)
+    for name, job in JOBS.items():
+        scheduler.add_job(
+            run_job,
+            CronTrigger(timezone=timezone, **job.schedule),
+            args=(app, name),
+            id=name,
+            max_instances=1,
+            coalesce=True,
+        )
+    return scheduler

@@ -1,0 +1,355 @@
+"""The points ledger: every change is an entry, every earning a lot, spending drains the oldest lots.
+
+All mutations of one member are serialised on that member's row: spending takes it
+with a conditional UPDATE (`... WHERE points_balance >= :cost`), everything else
+with SELECT ... FOR UPDATE, and reads that must be fresh after that are locking
+reads too (REPEATABLE READ would otherwise show a stale snapshot). Every posting
+carries an idempotency key; a repeat returns the first entry, and a concurrent
+duplicate loses on the unique key and is retried by `run_transaction`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import RetryableConflict
+from app.errors import Conflict, DomainError, NotFound
+from app.mall_time import MallTime
+from app.models import ExpiryPolicy, Member, PointsEntry, PointsEntryKind, PointsLot, PointsSettings
+
+
+class InsufficientPoints(DomainError):
+    code, status, message = "POINTS_INSUFFICIENT", 409, "积分不足"
+
+
+class IdempotencyConflict(Conflict):
+    code, message = "IDEMPOTENCY_CONFLICT", "该请求编号已用于另一笔不同的积分操作"
+
+
+@dataclass(frozen=True)
+class Posting:
+    """What a ledger posting is: who, how much, why, and the key that makes it happen once."""
+
+    member_id: int
+    points: int
+    kind: PointsEntryKind
+    idempotency_key: str
+    description: str
+    reference: str | None = None
+    staff_id: int | None = None
+    operator_id: int | None = None
+
+
+def points_settings(session: Session) -> PointsSettings:
+    """The mall's points rules; the defaults until an operator saves their own."""
+    return session.get(PointsSettings, 1) or PointsSettings.with_defaults()
+
+
+def expiry_date(settings: PointsSettings, earned_on: date) -> date:
+    """Last day on which points earned on `earned_on` can be spent."""
+    if settings.expiry_policy is ExpiryPolicy.DAYS_AFTER_EARNING:
+        return earned_on + timedelta(days=settings.expiry_days)
+    return date(earned_on.year + 1, 12, 31)
+
+
+def existing_entry(session: Session, posting: Posting) -> PointsEntry | None:
+    """The entry already written for this key; a different payload under the same key is a conflict."""
+    entry = session.scalars(
+        select(PointsEntry).where(PointsEntry.idempotency_key == posting.idempotency_key)
+    ).one_or_none()
+    if entry is not None and (entry.member_id, entry.kind, abs(entry.delta)) != (
+        posting.member_id,
+        posting.kind,
+        posting.points,
+    ):
+        raise IdempotencyConflict()
+    return entry
+
+
+def earn(session: Session, posting: Posting, *, at: MallTime, settings: PointsSettings) -> PointsEntry:
+    """Credit points. Outstanding debt is repaid first; the rest becomes a lot that expires per the rules."""
+    if posting.points <= 0:
+        raise ValueError("earn() needs a positive amount")
+    if entry := existing_entry(session, posting):
+        return entry
+    balance, debt = lock_account(session, posting.member_id)
+    repaid = min(debt, posting.points)
+    spendable = posting.points - repaid
+    _set_account(session, posting.member_id, balance + spendable, debt - repaid)
+    entry = _write_entry(session, posting, posting.points, balance + spendable, debt - repaid, at)
+    if spendable:
+        session.add(
+            PointsLot(
+                member_id=posting.member_id,
+                entry_id=entry.id,
+                earned=spendable,
+                remaining=spendable,
+                expires_on=expiry_date(settings, at.today),
+            )
+        )
+    session.flush()
+    return entry
+
+
+def spend(session: Session, posting: Posting, *, at: MallTime) -> PointsEntry:
+    """Debit points, oldest lots first. Never overdraws: raises InsufficientPoints instead."""
+    if posting.points <= 0:
+        raise ValueError("spend() needs a positive amount")
+    if entry := existing_entry(session, posting):
+        return entry
+    debited = session.execute(
+        update(Member)
+        .where(Member.id == posting.member_id, Member.points_balance >= posting.points)
+        .values(points_balance=Member.points_balance - posting.points)
+        .execution_options(synchronize_session=False)
+    )
+    if debited.rowcount != 1:  # type: ignore[attr-defined]
+        raise InsufficientPoints()
+    balance, debt = lock_account(session, posting.member_id)
+    _drain_lots(session, posting.member_id, posting.points)
+    return _write_entry(session, posting, -posting.points, balance, debt, at)
+
+
+def claw_back(
+    session: Session, posting: Posting, *, at: MallTime, from_entry_id: int | None = None
+) -> PointsEntry:
+    """Take back earned points (a refund). What is already spent becomes debt; never a negative balance.
+
+    Drains the lot of `from_entry_id` (the points being refunded) first, then the oldest.
+    """
+    if posting.points <= 0:
+        raise ValueError("claw_back() needs a positive amount")
+    if entry := existing_entry(session, posting):
+        return entry
+    balance, debt = lock_account(session, posting.member_id)
+    taken = min(balance, posting.points)
+    shortfall = posting.points - taken
+    _set_account(session, posting.member_id, balance - taken, debt + shortfall)
+    _drain_lots(session, posting.member_id, taken, first_entry_id=from_entry_id)
+    return _write_entry(session, posting, -posting.points, balance - taken, debt + shortfall, at)
+
+
+def expire_due_lots(session: Session, *, member_id: int, at: MallTime) -> int:
+    """Expire this member's lots whose last day is before today; one entry per lot. Returns points expired."""
+    balance, debt = lock_account(session, member_id)
+    lots = session.scalars(
+        select(PointsLot)
+        .where(PointsLot.member_id == member_id, PointsLot.remaining > 0, PointsLot.expires_on < at.today)
+        .order_by(PointsLot.expires_on, PointsLot.id)
+        .with_for_update()
+    ).all()
+    expired = 0
+    for lot in lots:
+        amount = lot.remaining
+        lot.remaining = 0
+        balance -= amount
+        expired += amount
+        _write_entry(
+            session,
+            Posting(
+                member_id=member_id,
+                points=amount,
+                kind=PointsEntryKind.EXPIRY,
+                idempotency_key=f"expiry:lot:{lot.id}",
+                description=f"{lot.expires_on:%Y年%m月%d日}到期积分清零",
+                reference=f"lot:{lot.id}",
+            ),
+            -amount,
+            balance,
+            debt,
+            at,
+        )
+    if expired:
+        _set_account(session, member_id, balance, debt)
+    return expired
+
+
+def members_with_due_lots(session: Session, *, at: MallTime, limit: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(PointsLot.member_id)
+            .where(PointsLot.remaining > 0, PointsLot.expires_on < at.today)
+            .group_by(PointsLot.member_id)
+            .limit(limit)
+        )
+    )
+
+
+def lock_account(session: Session, member_id: int) -> tuple[int, int]:
+    """(balance, debt) of the member, with the row locked until the transaction ends."""
+    row = session.execute(
+        select(Member.points_balance, Member.points_debt).where(Member.id == member_id).with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise NotFound("会员不存在")
+    return row.points_balance, row.points_debt
+
+
+def locked_sum(session: Session, member_id: int, kind: PointsEntryKind, business_date: date) -> int:
+    """Points of one kind posted today; call after lock_account so that it cannot go stale."""
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(PointsEntry.delta), 0))
+            .where(
+                PointsEntry.member_id == member_id,
+                PointsEntry.kind == kind,
+                PointsEntry.business_date == business_date,
+            )
+            .with_for_update()
+        )
+        or 0
+    )
+
+
+def _set_account(session: Session, member_id: int, balance: int, debt: int) -> None:
+    session.execute(
+        update(Member)
+        .where(Member.id == member_id)
+        .values(points_balance=balance, points_debt=debt)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _drain_lots(session: Session, member_id: int, points: int, *, first_entry_id: int | None = None) -> None:
+    if points == 0:
+        return
+    order = [PointsLot.expires_on, PointsLot.id]
+    if first_entry_id is not None:
+        order.insert(0, (PointsLot.entry_id != first_entry_id))  # type: ignore[arg-type]
+    lots = session.scalars(
+        select(PointsLot)
+        .where(PointsLot.member_id == member_id, PointsLot.remaining > 0)
+        .order_by(*order)
+        .with_for_update()
+    )
+    left = points
+    for lot in lots:
+        taken = min(lot.remaining, left)
+        lot.remaining -= taken
+        left -= taken
+        if left == 0:
+            break
+    if left:
+        raise AssertionError(f"member {member_id}: lots hold less than the balance")
+
+
+def _write_entry(
+    session: Session, posting: Posting, delta: int, balance_after: int, debt_after: int, at: MallTime
+) -> PointsEntry:
+    entry = PointsEntry(
+        member_id=posting.member_id,
+        kind=posting.kind,
+        delta=delta,
+        balance_after=balance_after,
+        debt_after=debt_after,
+        description=posting.description,
+        reference=posting.reference,
+        idempotency_key=posting.idempotency_key,
+        staff_id=posting.staff_id,
+        operator_id=posting.operator_id,
+        business_date=at.today,
+        created_at=at.now,
+    )
+    session.add(entry)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        # A concurrent posting with the same key won; a fresh transaction will find it.
+        raise RetryableConflict() from exc
+    return entry
+
+
+def verify_ledger(session: Session) -> list[str]:
+    """Every violated invariant of the points ledger, as readable lines; empty when all is well."""
+    lots = (
+        select(PointsLot.member_id, func.sum(PointsLot.remaining).label("total"))
+        .group_by(PointsLot.member_id)
+        .subquery()
+    )
+    entries = (
+        select(PointsEntry.member_id, func.sum(PointsEntry.delta).label("total"))
+        .group_by(PointsEntry.member_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(
+            Member.id,
+            Member.points_balance,
+            Member.points_debt,
+            func.coalesce(lots.c.total, 0),
+            func.coalesce(entries.c.total, 0),
+        )
+        .outerjoin(lots, lots.c.member_id == Member.id)
+        .outerjoin(entries, entries.c.member_id == Member.id)
+    ).all()
+    problems: list[str] = []
+    for member_id, balance, debt, lot_total, entry_total in rows:
+        if balance < 0 or debt < 0:
+            problems.append(f"member {member_id}: negative balance {balance} or debt {debt}")
+        if debt > 0 and balance > 0:
+            problems.append(f"member {member_id}: debt {debt} outstanding while balance is {balance}")
+        if balance != lot_total:
+            problems.append(f"member {member_id}: balance {balance} != sum of lot remainders {lot_total}")
+        if balance - debt != entry_total:
+            problems.append(
+                f"member {member_id}: balance - debt {balance - debt} != sum of entries {entry_total}"
+            )
+    bad_lots = session.execute(
+        select(PointsLot.id, PointsLot.member_id, PointsEntry.member_id, PointsEntry.delta)
+        .outerjoin(PointsEntry, PointsEntry.id == PointsLot.entry_id)
+        .where(
+            (PointsEntry.id.is_(None))
+            | (PointsEntry.member_id != PointsLot.member_id)
+            | (PointsLot.remaining < 0)
+            | (PointsLot.remaining > PointsLot.earned)
+            | (PointsLot.earned > PointsEntry.delta)
+        )
+    ).all()
+    problems += [
+        f"lot {lot_id} (member {member_id}): orphaned or inconsistent" for lot_id, member_id, *_ in bad_lots
+    ]
+    return problems
+
+
+@dataclass(frozen=True)
+class PointsSummary:
+    balance: int
+    debt: int
+    expiring_soon: int
+    expiring_before: date
+    next_expiry_on: date | None
+
+
+EXPIRY_NOTICE_DAYS = 30
+
+
+def summary(session: Session, member_id: int, *, at: MallTime) -> PointsSummary:
+    member = session.get(Member, member_id)
+    if member is None:
+        raise NotFound("会员不存在")
+    horizon = at.today + timedelta(days=EXPIRY_NOTICE_DAYS)
+    expiring, next_expiry = session.execute(
+        select(
+            func.coalesce(func.sum(PointsLot.remaining).filter(PointsLot.expires_on <= horizon), 0),
+            func.min(PointsLot.expires_on),
+        ).where(PointsLot.member_id == member_id, PointsLot.remaining > 0)
+    ).one()
+    return PointsSummary(member.points_balance, member.points_debt, int(expiring), horizon, next_expiry)
+
+
+def entries_page(
+    session: Session, member_id: int, *, before_id: int | None, limit: int
+) -> tuple[list[PointsEntry], int | None]:
+    """Newest first; the cursor is the id to continue below. Returns (entries, next cursor or None)."""
+    query = select(PointsEntry).where(PointsEntry.member_id == member_id)
+    if before_id is not None:
+        query = query.where(PointsEntry.id < before_id)
+    rows = list(session.scalars(query.order_by(PointsEntry.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more else None)

@@ -1,0 +1,285 @@
+"""Crediting purchases scanned at the counter, and clawing points back on refunds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import RetryableConflict
+from app.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from app.mall_time import MallTime
+from app.models import (
+    EarningRate,
+    Member,
+    PointsEntry,
+    PointsEntryKind,
+    PointsPromotion,
+    PointsSettings,
+    Purchase,
+    PurchaseRefund,
+    Staff,
+    StaffRole,
+    Store,
+    Tier,
+    TierChange,
+)
+from app.services import member_codes, points, tiers
+from app.services.member_codes import MemberCodeSigner
+
+# 1 point per full yuan when an operator has configured nothing.
+_FALLBACK_RATE = EarningRate(category=EarningRate.DEFAULT_CATEGORY, spend_unit_fen=100, points_per_unit=1)
+
+
+class ReceiptConflict(Conflict):
+    code, message = "RECEIPT_CONFLICT", "该小票号已登记过一笔金额或会员不同的消费"
+
+
+class RefundConflict(Conflict):
+    code, message = "REFUND_CONFLICT", "该退货单号已登记过一笔金额不同的退货"
+
+
+class RefundExceedsPurchase(DomainError):
+    code, status, message = "REFUND_EXCEEDS_PURCHASE", 422, "退货金额超过了该笔消费的可退金额"
+
+
+class StoreNotAllowed(Forbidden):
+    code, message = "STORE_NOT_ALLOWED", "只能为本门店登记消费或退货"
+
+
+@dataclass(frozen=True)
+class NewPurchase:
+    store_id: int
+    receipt_no: str
+    amount_fen: int
+    member_id: int | None
+    paid_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PurchaseResult:
+    purchase: Purchase
+    created: bool
+    member: Member | None
+    tier_change: TierChange | None = None
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund: PurchaseRefund
+    purchase: Purchase
+    created: bool
+
+
+def check_store_access(staff: Staff, store_id: int) -> None:
+    """Counter staff work for one store; managers for the whole mall."""
+    if staff.role is not StaffRole.MANAGER and staff.store_id != store_id:
+        raise StoreNotAllowed()
+
+
+def find_purchase(session: Session, store_id: int, receipt_no: str) -> Purchase | None:
+    return session.scalars(
+        select(Purchase).where(Purchase.store_id == store_id, Purchase.receipt_no == receipt_no)
+    ).one_or_none()
+
+
+def check_repeat(existing: Purchase, new: NewPurchase) -> None:
+    """A receipt may be sent again (a retry), but only with the same content."""
+    same_member = new.member_id is None or new.member_id == existing.member_id
+    if existing.amount_fen != new.amount_fen or not same_member:
+        raise ReceiptConflict()
+
+
+def record_purchase(
+    session: Session, new: NewPurchase, *, staff: Staff, at: MallTime, settings: PointsSettings
+) -> PurchaseResult:
+    """Record a sale once per (store, receipt); for a member, credit its points and maybe upgrade the tier.
+
+    Raises RetryableConflict if a concurrent request records the same receipt first.
+    """
+    check_store_access(staff, new.store_id)
+    if existing := find_purchase(session, new.store_id, new.receipt_no):
+        check_repeat(existing, new)
+        return PurchaseResult(existing, created=False, member=_member(session, existing.member_id))
+
+    store = session.get(Store, new.store_id)
+    if store is None:
+        raise NotFound("门店不存在")
+    purchase = Purchase(
+        member_id=new.member_id,
+        store_id=store.id,
+        receipt_no=new.receipt_no,
+        amount_fen=new.amount_fen,
+        staff_id=staff.id,
+        purchased_at=new.paid_at or at.now,
+    )
+    session.add(purchase)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise RetryableConflict() from exc
+    if new.member_id is None:
+        return PurchaseResult(purchase, created=True, member=None)
+
+    points.lock_account(session, new.member_id)
+    member = session.get_one(Member, new.member_id, populate_existing=True)
+    earned = purchase_points(session, member, store, purchase.amount_fen, at=at, settings=settings)
+    if earned:
+        points.earn(
+            session,
+            points.Posting(
+                member_id=member.id,
+                points=earned,
+                kind=PointsEntryKind.PURCHASE,
+                idempotency_key=f"purchase:{purchase.id}",
+                description=f"{store.name} 消费 ¥{_yuan(purchase.amount_fen)}",
+                reference=f"purchase:{purchase.id}",
+                staff_id=staff.id,
+            ),
+            at=at,
+            settings=settings,
+        )
+        purchase.points_earned = earned
+    tier_change = tiers.upgrade_after_purchase(session, member, at=at)
+    session.flush()
+    return PurchaseResult(purchase, created=True, member=member, tier_change=tier_change)
+
+
+def credit_scanned_purchase(
+    session: Session,
+    new: NewPurchase,
+    *,
+    member_code: str | None,
+    signer: MemberCodeSigner,
+    staff: Staff,
+    at: MallTime,
+    settings: PointsSettings,
+) -> PurchaseResult:
+    """A purchase identified by a scanned member code (spent only when the receipt is new),
+    by a member id, or by neither (a non-member sale)."""
+    if member_code and new.member_id:
+        raise ValidationFailed(details={"member_code": ["会员码与会员编号只能填写一个"]})
+    check_store_access(staff, new.store_id)
+    if member_code:
+        if existing := find_purchase(session, new.store_id, new.receipt_no):
+            check_repeat(existing, replace(new, member_id=signer.member_id_of(member_code)))
+            return PurchaseResult(existing, created=False, member=_member(session, existing.member_id))
+        member = member_codes.redeem_member_code(session, signer, member_code, staff_id=staff.id, at=at.now)
+        new = replace(new, member_id=member.id)
+    elif new.member_id is not None and session.get(Member, new.member_id) is None:
+        raise NotFound("会员不存在")
+    return record_purchase(session, new, staff=staff, at=at, settings=settings)
+
+
+def purchase_points(
+    session: Session, member: Member, store: Store, amount_fen: int, *, at: MallTime, settings: PointsSettings
+) -> int:
+    """Points for a purchase: category rate × tier multiplier × best promotion, within the daily cap.
+
+    Call with the member's account locked: the cap reads today's postings.
+    """
+    if amount_fen < settings.purchase_min_amount_fen:
+        return 0
+    rate = _rate_for(session, store.category)
+    base = amount_fen // rate.spend_unit_fen * rate.points_per_unit
+    tier_percent = session.get_one(Tier, member.tier_id).points_multiplier_percent
+    earned = base * tier_percent * _promotion_percent(session, store.category, at) // 10_000
+    if settings.purchase_daily_cap_points:
+        already = points.locked_sum(session, member.id, PointsEntryKind.PURCHASE, at.today)
+        earned = max(min(earned, settings.purchase_daily_cap_points - already), 0)
+    return earned
+
+
+def refund_purchase(
+    session: Session, purchase_id: int, refund_no: str, amount_fen: int, *, staff: Staff, at: MallTime
+) -> RefundResult:
+    """Refund part or all of a purchase once per refund number, clawing back proportional points."""
+    purchase = session.get(Purchase, purchase_id, with_for_update=True)
+    if purchase is None:
+        raise NotFound("消费记录不存在")
+    check_store_access(staff, purchase.store_id)
+    existing = session.scalars(
+        select(PurchaseRefund).where(
+            PurchaseRefund.purchase_id == purchase.id, PurchaseRefund.refund_no == refund_no
+        )
+    ).one_or_none()
+    if existing is not None:
+        if existing.amount_fen != amount_fen:
+            raise RefundConflict()
+        return RefundResult(existing, purchase, created=False)
+    if purchase.refunded_fen + amount_fen > purchase.amount_fen:
+        raise RefundExceedsPurchase(details={"refundable_fen": purchase.amount_fen - purchase.refunded_fen})
+
+    purchase.refunded_fen += amount_fen
+    # Cumulative and rounded down, so that partial refunds never claw back more than a full one.
+    clawed_total = purchase.points_earned * purchase.refunded_fen // purchase.amount_fen
+    claw = clawed_total - purchase.points_clawed_back
+    purchase.points_clawed_back = clawed_total
+    refund = PurchaseRefund(
+        purchase_id=purchase.id,
+        refund_no=refund_no,
+        amount_fen=amount_fen,
+        points_clawed_back=claw,
+        staff_id=staff.id,
+    )
+    session.add(refund)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise RetryableConflict() from exc
+    if claw and purchase.member_id is not None:
+        earned_entry = session.scalars(
+            select(PointsEntry.id).where(PointsEntry.idempotency_key == f"purchase:{purchase.id}")
+        ).one_or_none()
+        points.claw_back(
+            session,
+            points.Posting(
+                member_id=purchase.member_id,
+                points=claw,
+                kind=PointsEntryKind.REFUND,
+                idempotency_key=f"refund:{refund.id}",
+                description=f"退货 ¥{_yuan(amount_fen)}，扣回消费积分",
+                reference=f"purchase:{purchase.id}",
+                staff_id=staff.id,
+            ),
+            at=at,
+            from_entry_id=earned_entry,
+        )
+    return RefundResult(refund, purchase, created=True)
+
+
+def _member(session: Session, member_id: int | None) -> Member | None:
+    return session.get(Member, member_id) if member_id is not None else None
+
+
+def _rate_for(session: Session, category: str) -> EarningRate:
+    rates = {
+        rate.category: rate
+        for rate in session.scalars(
+            select(EarningRate).where(EarningRate.category.in_([category, EarningRate.DEFAULT_CATEGORY]))
+        )
+    }
+    return rates.get(category) or rates.get(EarningRate.DEFAULT_CATEGORY) or _FALLBACK_RATE
+
+
+def _promotion_percent(session: Session, category: str, at: MallTime) -> int:
+    """The best running promotion for this category; promotions do not stack."""
+    best = session.scalar(
+        select(PointsPromotion.multiplier_percent)
+        .where(
+            PointsPromotion.is_active.is_(True),
+            PointsPromotion.starts_on <= at.today,
+            PointsPromotion.ends_on >= at.today,
+            (PointsPromotion.category.is_(None)) | (PointsPromotion.category == category),
+        )
+        .order_by(PointsPromotion.multiplier_percent.desc())
+        .limit(1)
+    )
+    return int(best or 100)
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"

@@ -1,0 +1,120 @@
+"""Tiers by rolling 12-month spend: upgrade at once on a purchase, downgrade only at the review."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.mall_time import MallTime
+from app.models import Member, Purchase, Tier, TierChange
+
+ROLLING_WINDOW = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class TierProgress:
+    tier: Tier
+    rolling_spend_fen: int
+    next_tier: Tier | None
+
+    @property
+    def spend_to_next_fen(self) -> int:
+        return max(self.next_tier.min_annual_spend_fen - self.rolling_spend_fen, 0) if self.next_tier else 0
+
+
+def tiers_by_rank(session: Session) -> list[Tier]:
+    return list(session.scalars(select(Tier).order_by(Tier.rank)))
+
+
+def rolling_spend_fen(session: Session, member_id: int, *, at: MallTime) -> int:
+    """Net spend (after refunds) over the last 12 months."""
+    return int(
+        session.scalar(
+            select(func.coalesce(func.sum(Purchase.amount_fen - Purchase.refunded_fen), 0)).where(
+                Purchase.member_id == member_id, Purchase.purchased_at >= at.now - ROLLING_WINDOW
+            )
+        )
+        or 0
+    )
+
+
+def qualifying_tier(tiers: list[Tier], spend_fen: int) -> Tier:
+    """The best tier whose threshold the spend reaches (tiers sorted by rank)."""
+    reached = [tier for tier in tiers if tier.min_annual_spend_fen <= spend_fen]
+    return reached[-1] if reached else tiers[0]
+
+
+def upgrade_after_purchase(session: Session, member: Member, *, at: MallTime) -> TierChange | None:
+    """Move the member up at once if their rolling spend now reaches a better tier; never down."""
+    tiers = tiers_by_rank(session)
+    spend = rolling_spend_fen(session, member.id, at=at)
+    target = qualifying_tier(tiers, spend)
+    current = next(tier for tier in tiers if tier.id == member.tier_id)
+    if target.rank <= current.rank:
+        return None
+    return _change_tier(session, member, current, target, reason="purchase", spend=spend, at=at)
+
+
+def review_all(session: Session, *, at: MallTime) -> dict[str, int]:
+    """The periodic review: every member gets the tier their rolling spend qualifies for."""
+    tiers = tiers_by_rank(session)
+    by_id = {tier.id: tier for tier in tiers}
+    spend_by_member = dict(
+        session.execute(
+            select(Purchase.member_id, func.sum(Purchase.amount_fen - Purchase.refunded_fen))
+            .where(Purchase.member_id.is_not(None), Purchase.purchased_at >= at.now - ROLLING_WINDOW)
+            .group_by(Purchase.member_id)
+        ).all()
+    )
+    counts = {"upgraded": 0, "downgraded": 0, "unchanged": 0}
+    for member in session.scalars(select(Member).with_for_update()):
+        spend = int(spend_by_member.get(member.id, 0) or 0)
+        current, target = by_id[member.tier_id], qualifying_tier(tiers, spend)
+        if target.id == current.id:
+            counts["unchanged"] += 1
+            continue
+        counts["upgraded" if target.rank > current.rank else "downgraded"] += 1
+        _change_tier(session, member, current, target, reason="review", spend=spend, at=at)
+    return counts
+
+
+def progress(session: Session, member: Member, *, at: MallTime) -> TierProgress:
+    tiers = tiers_by_rank(session)
+    current = next(tier for tier in tiers if tier.id == member.tier_id)
+    better = [tier for tier in tiers if tier.rank > current.rank]
+    return TierProgress(current, rolling_spend_fen(session, member.id, at=at), better[0] if better else None)
+
+
+def _change_tier(
+    session: Session, member: Member, current: Tier, target: Tier, *, reason: str, spend: int, at: MallTime
+) -> TierChange:
+    member.tier_id = target.id
+    change = TierChange(
+        member_id=member.id,
+        from_tier_id=current.id,
+        to_tier_id=target.id,
+        reason=reason,
+        rolling_spend_fen=spend,
+        created_at=at.now,
+    )
+    session.add(change)
+    session.flush()
+    return change
+
+
+def benefits(tier: Tier) -> list[str]:
+    """What a tier gives, in the words shown to shoppers; read from the tier, never hard-coded per tier."""
+    lines = []
+    if tier.points_multiplier_percent > 100:
+        whole, percent = divmod(tier.points_multiplier_percent, 100)
+        multiplier = f"{whole}.{percent:02d}".rstrip("0").rstrip(".")
+        lines.append(f"消费积分 {multiplier} 倍")
+    if tier.free_parking_minutes_per_day:
+        hours, minutes = divmod(tier.free_parking_minutes_per_day, 60)
+        lines.append(
+            "每日免费停车 " + (f"{hours} 小时" if hours else "") + (f"{minutes} 分钟" if minutes else "")
+        )
+    return lines
