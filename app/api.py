@@ -36,6 +36,7 @@ def swagger_ui_asset(filename: str) -> Response:
 
 def register_api(app: Flask) -> Api:
     from app.console import register_admin_api
+    from app.partner_api import register_partner_api
     from miniprogram_api import register_miniprogram_api
     from wecom import register_staff_api
 
@@ -46,5 +47,6 @@ def register_api(app: Flask) -> Api:
     register_miniprogram_api(api)
     register_staff_api(api)
     register_admin_api(api)
+    register_partner_api(api)
     app.register_blueprint(_docs_assets)
     return api

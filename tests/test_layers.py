@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = ("miniprogram_api", "wecom", "app.console")
+ENTRY_POINTS = ("miniprogram_api", "wecom", "app.console", "app.partner_api")
 
 
 def imports_of(path: Path) -> set[str]:
