@@ -50,12 +50,13 @@ class PurchaseIn(ma.Schema):
         validate=validate.Length(1, 64),
         metadata={"description": "扫描会员码得到的内容（与 member_id 二选一，都不填为非会员消费）"},
     )
-    member_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
-    store_id = ma.fields.Integer(required=True, validate=validate.Range(min=1))
+    member_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
+    store_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
     receipt_no = ma.fields.String(
         required=True, validate=validate.Length(1, 64), metadata={"description": "小票号"}
     )
     amount_fen = ma.fields.Integer(
+        strict=True,
         required=True,
         validate=validate.Range(min=1, max=100_000_000),
         metadata={"description": "实付金额（分）"},
@@ -89,7 +90,9 @@ class RefundIn(ma.Schema):
     refund_no = ma.fields.String(
         required=True, validate=validate.Length(1, 64), metadata={"description": "退货单号"}
     )
-    amount_fen = ma.fields.Integer(required=True, validate=validate.Range(min=1, max=100_000_000))
+    amount_fen = ma.fields.Integer(
+        strict=True, required=True, validate=validate.Range(min=1, max=100_000_000)
+    )
 
 
 class RefundOut(ma.Schema):

@@ -28,9 +28,9 @@ class OperatorLoginOut(ma.Schema):
 class QrSceneIn(ma.Schema):
     kind = ma.fields.Enum(SceneKind, by_value=True, required=True)
     name = ma.fields.String(required=True, validate=validate.Length(1, 100))
-    store_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
+    store_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
     advisor_userid = ma.fields.String(load_default=None, validate=validate.Length(1, 64))
-    referrer_member_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
+    referrer_member_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
 
 
 class QrSceneOut(ma.Schema):

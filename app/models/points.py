@@ -139,7 +139,11 @@ class PointsSettings(Base):
 
     @classmethod
     def with_defaults(cls) -> PointsSettings:
-        return cls(id=1, **cls.DEFAULTS)
+        return cls(**cls.with_defaults_dict())
+
+    @classmethod
+    def with_defaults_dict(cls) -> dict[str, Any]:
+        return {"id": 1, **cls.DEFAULTS}
 
 
 class EarningRate(Base):

@@ -96,7 +96,8 @@ def redeem_member_code(
 ) -> Member:
     """The member behind a scanned code, which is spent: a second scan raises MemberCodeUsed."""
     member_id, step = signer.read(code, at)
-    member = session.get(Member, member_id)
+    # Locked first, like every write that references a member (see app.services.points).
+    member = session.get(Member, member_id, with_for_update=True)
     if member is None:
         raise MemberCodeInvalid()
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -335,7 +335,7 @@ def summary(session: Session, member_id: int, *, at: MallTime) -> PointsSummary:
     horizon = at.today + timedelta(days=EXPIRY_NOTICE_DAYS)
     expiring, next_expiry = session.execute(
         select(
-            func.coalesce(func.sum(PointsLot.remaining).filter(PointsLot.expires_on <= horizon), 0),
+            func.coalesce(func.sum(case((PointsLot.expires_on <= horizon, PointsLot.remaining), else_=0)), 0),
             func.min(PointsLot.expires_on),
         ).where(PointsLot.member_id == member_id, PointsLot.remaining > 0)
     ).one()

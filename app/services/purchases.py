@@ -108,6 +108,10 @@ def record_purchase(
     store = session.get(Store, new.store_id)
     if store is None:
         raise NotFound("门店不存在")
+    if new.member_id is not None:
+        # Lock the member before inserting rows that reference it: the foreign key check
+        # takes a shared lock on the member row, and upgrading it later would deadlock.
+        points.lock_account(session, new.member_id)
     purchase = Purchase(
         member_id=new.member_id,
         store_id=store.id,
@@ -124,7 +128,6 @@ def record_purchase(
     if new.member_id is None:
         return PurchaseResult(purchase, created=True, member=None)
 
-    points.lock_account(session, new.member_id)
     member = session.get_one(Member, new.member_id, populate_existing=True)
     earned = purchase_points(session, member, store, purchase.amount_fen, at=at, settings=settings)
     if earned:
@@ -197,7 +200,10 @@ def refund_purchase(
     session: Session, purchase_id: int, refund_no: str, amount_fen: int, *, staff: Staff, at: MallTime
 ) -> RefundResult:
     """Refund part or all of a purchase once per refund number, clawing back proportional points."""
-    purchase = session.get(Purchase, purchase_id, with_for_update=True)
+    member_id = session.scalar(select(Purchase.member_id).where(Purchase.id == purchase_id))
+    if member_id is not None:
+        points.lock_account(session, member_id)  # members first, then their purchases: one lock order
+    purchase = session.get(Purchase, purchase_id, with_for_update=True, populate_existing=True)
     if purchase is None:
         raise NotFound("消费记录不存在")
     check_store_access(staff, purchase.store_id)
