@@ -56,9 +56,17 @@ def _birthday_for(session: Session, *, member_id: int, at: MallTime) -> bool:
 
 
 def review_tiers() -> str:
+    at = mall_time()
     with transaction() as session:
-        counts = tiers.review_all(session, at=mall_time())
-    return ", ".join(f"{name} {count}" for name, count in counts.items())
+        id_range = tiers.member_id_range(session)
+    totals = {"upgraded": 0, "downgraded": 0, "unchanged": 0}
+    if id_range is not None:
+        for first_id in range(id_range[0], id_range[1] + 1, _BATCH):
+            counts = run_transaction(
+                partial(tiers.review_members, first_id=first_id, last_id=first_id + _BATCH - 1, at=at)
+            )
+            totals = {name: totals[name] + counts[name] for name in totals}
+    return ", ".join(f"{name} {count}" for name, count in totals.items())
 
 
 def purge_member_codes() -> str:

@@ -58,20 +58,27 @@ def upgrade_after_purchase(session: Session, member: Member, *, at: MallTime) ->
     return _change_tier(session, member, current, target, reason="purchase", spend=spend, at=at)
 
 
-def review_all(session: Session, *, at: MallTime) -> dict[str, int]:
-    """The periodic review: every member gets the tier their rolling spend qualifies for."""
+def review_members(session: Session, *, first_id: int, last_id: int, at: MallTime) -> dict[str, int]:
+    """The periodic review for members with ids in [first_id, last_id]: each gets the tier
+    their rolling spend qualifies for, up or down. Batched so that no transaction locks everyone."""
     tiers = tiers_by_rank(session)
     by_id = {tier.id: tier for tier in tiers}
-    spend_by_member = dict(
-        session.execute(
+    in_batch = Member.id.between(first_id, last_id)
+    members = session.scalars(select(Member).where(in_batch).order_by(Member.id).with_for_update()).all()
+    spend_by_member = {
+        member_id: int(spend or 0)
+        for member_id, spend in session.execute(
             select(Purchase.member_id, func.sum(Purchase.amount_fen - Purchase.refunded_fen))
-            .where(Purchase.member_id.is_not(None), Purchase.purchased_at >= at.now - ROLLING_WINDOW)
+            .where(
+                Purchase.member_id.between(first_id, last_id),
+                Purchase.purchased_at >= at.now - ROLLING_WINDOW,
+            )
             .group_by(Purchase.member_id)
-        ).all()
-    )
+        )
+    }
     counts = {"upgraded": 0, "downgraded": 0, "unchanged": 0}
-    for member in session.scalars(select(Member).with_for_update()):
-        spend = int(spend_by_member.get(member.id, 0) or 0)
+    for member in members:
+        spend = spend_by_member.get(member.id, 0)
         current, target = by_id[member.tier_id], qualifying_tier(tiers, spend)
         if target.id == current.id:
             counts["unchanged"] += 1
@@ -79,6 +86,11 @@ def review_all(session: Session, *, at: MallTime) -> dict[str, int]:
         counts["upgraded" if target.rank > current.rank else "downgraded"] += 1
         _change_tier(session, member, current, target, reason="review", spend=spend, at=at)
     return counts
+
+
+def member_id_range(session: Session) -> tuple[int, int] | None:
+    low, high = session.execute(select(func.min(Member.id), func.max(Member.id))).one()
+    return None if low is None else (low, high)
 
 
 def progress(session: Session, member: Member, *, at: MallTime) -> TierProgress:
