@@ -26,7 +26,7 @@ def tiers(session: Session) -> list:
 
 
 @pytest.fixture
-def vault(app: Flask):  # noqa: ANN201
+def vault(app: Flask):
     with app.app_context():
         return extensions().phone_vault
 
@@ -37,7 +37,7 @@ def run(app: Flask, name: str) -> str:
     return result.output
 
 
-def member_with_points(app: Flask, session: Session, vault, tier, phone: str, **fields: object) -> Member:  # noqa: ANN001
+def member_with_points(app: Flask, session: Session, vault, tier, phone: str, **fields: object) -> Member:
     member = factories.create_member(session, vault, phone, tier, **fields)
     with app.app_context():
         run_transaction(
@@ -52,7 +52,7 @@ def test_expire_points_clears_lots_past_their_last_day(
     app: Flask,
     session: Session,
     tiers: list,
-    vault,  # noqa: ANN001
+    vault,
 ) -> None:
     member = member_with_points(app, session, vault, tiers[0], "13200132000")
     session.execute(PointsLot.__table__.update().values(expires_on=date(2020, 12, 31)))
@@ -70,7 +70,7 @@ def test_birthday_points_once_a_year_for_this_months_birthdays(
     app: Flask,
     session: Session,
     tiers: list,
-    vault,  # noqa: ANN001
+    vault,
 ) -> None:
     this_month = mall_time_today(app).month
     other_month = this_month % 12 + 1
@@ -95,7 +95,7 @@ def test_a_29_february_birthday_is_celebrated_in_february(
     app: Flask,
     session: Session,
     tiers: list,
-    vault,  # noqa: ANN001
+    vault,
 ) -> None:
     leapling = factories.create_member(session, vault, "13200132004", tiers[0], birthday=date(2000, 2, 29))
     february_2027 = MallTime(datetime(2027, 2, 10, 4, tzinfo=UTC), SHANGHAI)  # 2027 has no 29 February
@@ -116,7 +116,7 @@ def test_the_review_moves_members_to_the_tier_their_spend_earns(
     app: Flask,
     session: Session,
     tiers: list,
-    vault,  # noqa: ANN001
+    vault,
 ) -> None:
     normal, silver, gold, _ = tiers
     lapsed = factories.create_member(session, vault, "13200132005", gold)

@@ -36,7 +36,7 @@ def get(client: FlaskClient, token: str, path: str) -> dict:
     return response.get_json()
 
 
-def today(app: Flask):  # noqa: ANN201
+def today(app: Flask):
     with app.app_context():
         return mall_time().today
 
@@ -145,7 +145,7 @@ def test_a_referral_rewards_both_sides_once(client: FlaskClient, mall: list, ses
         headers=bearer(operator_login(client)),
     ).get_json()
 
-    referee_token, referee = registered_shopper(client, "o-referee", "13400134002", scene=scene["scene"])
+    referee_token, _ = registered_shopper(client, "o-referee", "13400134002", scene=scene["scene"])
     registered_again = client.post(
         "/api/mp/v1/members",
         json={
@@ -173,7 +173,7 @@ def test_a_pos_member_joining_on_wechat_gets_no_welcome_points(
     with app.app_context():
         vault = extensions().phone_vault
     factories.create_member(session, vault, "13400134003", mall[0])
-    token, member = registered_shopper_existing(client, "o-pos", "13400134003")
+    token, _ = registered_shopper_existing(client, "o-pos", "13400134003")
 
     assert get(client, token, "/api/mp/v1/me/points")["balance"] == 0
 

@@ -50,7 +50,7 @@ def staff(client: FlaskClient, mall: dict) -> dict[str, str]:
     return bearer(staff_login(client, "staff01"))
 
 
-def credit(client: FlaskClient, headers: dict, **body: Any):  # noqa: ANN201
+def credit(client: FlaskClient, headers: dict, **body: Any):
     return client.post("/api/staff/v1/purchases", json=body, headers=headers)
 
 
@@ -301,7 +301,7 @@ def test_an_unknown_member_is_404(client: FlaskClient, mall: dict, staff: dict) 
     assert response.status_code == 404
 
 
-def refund(client: FlaskClient, headers: dict, purchase_id: int, refund_no: str, amount_fen: int):  # noqa: ANN201
+def refund(client: FlaskClient, headers: dict, purchase_id: int, refund_no: str, amount_fen: int):
     return client.post(
         f"/api/staff/v1/purchases/{purchase_id}/refunds",
         json={"refund_no": refund_no, "amount_fen": amount_fen},
@@ -361,10 +361,11 @@ def test_refunding_more_than_was_paid_is_refused(client: FlaskClient, staff: dic
 def test_refunding_spent_points_leaves_debt_that_new_points_repay(
     app: Flask, client: FlaskClient, mall: dict, shopper: tuple, staff: dict, purchase: dict, session: Session
 ) -> None:
+    from zoneinfo import ZoneInfo
+
     from app.db import run_transaction
     from app.mall_time import MallTime
     from app.services import points
-    from zoneinfo import ZoneInfo
 
     member_id = shopper[1]["id"]
     run_transaction(
