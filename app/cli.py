@@ -12,7 +12,7 @@ from app import jobs
 from app.config import PROJECT_ROOT
 from app.db import transaction
 from app.extensions import extensions
-from app.services import points
+from app.services import coupons, points
 
 
 def alembic_config(database_url: str) -> AlembicConfig:
@@ -53,6 +53,20 @@ def register_commands(app: Flask) -> None:
             raise SystemExit(1)
         click.echo("points ledger OK")
 
+    coupons_group = AppGroup("coupons", help="Coupons.")
+
+    @coupons_group.command("verify")
+    def verify_coupons() -> None:
+        """Check stock + issued == total and single use; exit 1 and list what is wrong if any fails."""
+        with transaction() as session:
+            problems = coupons.verify_coupons(session)
+        for problem in problems:
+            click.echo(problem, err=True)
+        if problems:
+            raise SystemExit(1)
+        click.echo("coupons OK")
+
+    app.cli.add_command(coupons_group)
     app.cli.add_command(jobs_group)
     app.cli.add_command(points_group)
 

@@ -115,9 +115,20 @@ def bound_database(app: Flask | None = None) -> BoundDatabase:
 
 
 @contextmanager
-def transaction(app: Flask | None = None) -> Iterator[Session]:
-    """One unit of work: commit when the block ends, roll back if it raises."""
-    with bound_database(app).sessionmaker.begin() as session:
+def transaction(app: Flask | None = None, *, read_committed: bool = False) -> Iterator[Session]:
+    """One unit of work: commit when the block ends, roll back if it raises.
+
+    `read_committed` (MySQL/MariaDB) makes every plain read see the latest committed rows and
+    drops gap locks; use it where rows counted after taking a lock must be current. SQLite
+    serialises transactions anyway.
+    """
+    database = bound_database(app)
+    if read_committed and database.engine.dialect.name in {"mysql", "mariadb"}:
+        engine = database.engine.execution_options(isolation_level="READ COMMITTED")
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            yield session
+        return
+    with database.sessionmaker.begin() as session:
         yield session
 
 
@@ -136,14 +147,16 @@ class ConcurrentUpdate(DomainError):
 _RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205})
 
 
-def run_transaction(work: Callable[[Session], T], *, attempts: int = 3, app: Flask | None = None) -> T:
+def run_transaction(
+    work: Callable[[Session], T], *, attempts: int = 3, app: Flask | None = None, read_committed: bool = False
+) -> T:
     """Run `work` in a transaction, re-running it when it loses a race or a deadlock.
 
     `work` must be safe to repeat: keep calls to the outside world (WeChat, ...) out of it.
     """
     for attempt in range(1, attempts + 1):
         try:
-            with transaction(app) as session:
+            with transaction(app, read_committed=read_committed) as session:
                 return work(session)
         except RetryableConflict as exc:
             if attempt == attempts:

@@ -33,6 +33,7 @@ class Extensions:
     wecom: WeComClient
     admin_login_throttle: LoginThrottle
     member_code_signer: MemberCodeSigner
+    coupon_code_signer: MemberCodeSigner
     mall_tz: ZoneInfo
 
 
@@ -70,6 +71,10 @@ def init_extensions(app: Flask, config: Config) -> None:
             window_seconds=config.ADMIN_LOGIN_LOCKOUT_SECONDS,
         ),
         member_code_signer=MemberCodeSigner(config.MEMBER_CODE_SECRET, config.MEMBER_CODE_STEP_SECONDS),
+        # Its own key: a member code can never pass for a coupon code, or the other way round.
+        coupon_code_signer=MemberCodeSigner(
+            config.MEMBER_CODE_SECRET + ":coupon", config.MEMBER_CODE_STEP_SECONDS
+        ),
         mall_tz=ZoneInfo(config.MALL_TIMEZONE),
     )
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.db import run_transaction, transaction
 from app.extensions import extensions, mall_time
 from app.mall_time import MallTime
-from app.services import member_codes, points, rewards, tiers
+from app.services import coupons, member_codes, points, rewards, tiers
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,17 @@ def review_tiers() -> str:
     return ", ".join(f"{name} {count}" for name, count in totals.items())
 
 
+def expire_coupons() -> str:
+    """Lapse coupons past their validity, in batches; refund points where the template says so."""
+    at = mall_time()
+    total = 0
+    while expired := run_transaction(
+        lambda session: coupons.expire_due(session, at=at, settings=points.points_settings(session))
+    ):
+        total += expired
+    return f"expired {total} coupons"
+
+
 def purge_member_codes() -> str:
     with transaction() as session:
         return f"purged {member_codes.purge_used_codes(session, mall_time().now)} used member codes"
@@ -85,6 +96,7 @@ JOBS: dict[str, Job] = {
     "expire-points": Job(expire_points, {"hour": "0", "minute": "10"}),
     "birthday-points": Job(birthday_points, {"hour": "1", "minute": "0"}),
     "review-tiers": Job(review_tiers, {"day": "1", "hour": "2", "minute": "0"}),
+    "expire-coupons": Job(expire_coupons, {"hour": "0", "minute": "20"}),
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
 }
 

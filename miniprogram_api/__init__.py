@@ -6,8 +6,9 @@ from flask_smorest import Api
 
 
 def register_miniprogram_api(api: Api) -> None:
-    from miniprogram_api.views import auth, members, points
+    from miniprogram_api.views import auth, coupons, members, points
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(members.blp)
     api.register_blueprint(points.blp)
+    api.register_blueprint(coupons.blp)

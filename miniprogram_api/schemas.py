@@ -7,7 +7,7 @@ from datetime import date
 import marshmallow as ma
 from marshmallow import validate
 
-from app.models import PointsEntryKind, SceneKind
+from app.models import CouponKind, CouponSource, CouponStatus, PointsEntryKind, SceneKind
 from app.services import tiers
 
 
@@ -142,3 +142,56 @@ class TierProgressOut(ma.Schema):
     rolling_spend_fen = ma.fields.Integer(required=True, metadata={"description": "近 12 个月消费（分）"})
     next = ma.fields.Nested(TierBenefitsOut, attribute="next_tier", allow_none=True)
     spend_to_next_fen = ma.fields.Integer(required=True)
+
+
+class CouponTermsOut(ma.Schema):
+    kind = ma.fields.Enum(CouponKind, by_value=True)
+    name = ma.fields.String()
+    face_value_fen = ma.fields.Integer()
+    min_spend_fen = ma.fields.Integer()
+    discount_percent = ma.fields.Integer(metadata={"description": "折扣，88 表示八八折"})
+    max_discount_fen = ma.fields.Integer(metadata={"description": "最多优惠（分），0 为不封顶"})
+    gift_name = ma.fields.String(allow_none=True)
+    parking_minutes = ma.fields.Integer()
+    parking_value_fen = ma.fields.Integer()
+    store_ids = ma.fields.List(ma.fields.Integer(), metadata={"description": "适用门店，空为全部"})
+    store_categories = ma.fields.List(ma.fields.String(), metadata={"description": "适用业态，空为全部"})
+
+
+class ClaimableTemplateOut(CouponTermsOut):
+    id = ma.fields.Integer()
+    description = ma.fields.String(allow_none=True)
+    remaining_stock = ma.fields.Integer()
+    points_price = ma.fields.Integer(metadata={"description": "兑换所需积分，0 为免费领取"})
+    claim_ends_at = ma.fields.DateTime(allow_none=True)
+
+
+class CouponOut(CouponTermsOut):
+    id = ma.fields.Integer()
+    template_id = ma.fields.Integer()
+    status = ma.fields.Enum(CouponStatus, by_value=True)
+    source = ma.fields.Enum(CouponSource, by_value=True)
+    points_paid = ma.fields.Integer()
+    valid_from = ma.fields.DateTime()
+    valid_until = ma.fields.DateTime()
+    issued_at = ma.fields.DateTime()
+    used_at = ma.fields.DateTime(allow_none=True)
+
+
+class MyCouponsArgs(ma.Schema):
+    status = ma.fields.Enum(CouponStatus, by_value=True, load_default=CouponStatus.AVAILABLE)
+
+
+class ClaimHeaders(ma.Schema):
+    idempotency_key = ma.fields.String(
+        data_key="Idempotency-Key",
+        required=True,
+        validate=validate.Length(8, 64),
+        metadata={"description": "客户端生成的唯一请求编号（如 UUID），重试时保持不变"},
+    )
+
+
+class CouponCodeOut(ma.Schema):
+    code = ma.fields.String(required=True, metadata={"description": "一次性券码，约一分钟内有效"})
+    expires_in = ma.fields.Integer(required=True)
+    qr_png_base64 = ma.fields.String(required=True)

@@ -8,7 +8,18 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.demo_data import create_standard_tiers
-from app.models import Member, MemberSource, Operator, Staff, StaffRole, Store, Tier
+from app.models import (
+    CouponKind,
+    CouponTemplate,
+    Member,
+    MemberSource,
+    Operator,
+    Staff,
+    StaffRole,
+    Store,
+    TemplateStatus,
+    Tier,
+)
 from app.pii import PhoneVault
 from app.services.authentication import hash_password
 
@@ -67,3 +78,28 @@ def create_member(session: Session, vault: PhoneVault, phone: str, tier: Tier, *
     session.add(member)
     session.flush()
     return member
+
+
+def create_coupon_template(session: Session, **overrides: Any) -> CouponTemplate:
+    """An active 满100减20 coupon, 100 in stock, one per member, valid 30 days from issue."""
+    stock = overrides.pop("total_stock", 100)
+    template = CouponTemplate(
+        **{
+            "kind": CouponKind.CASH_OFF,
+            "name": "满100减20",
+            "face_value_fen": 2_000,
+            "min_spend_fen": 10_000,
+            "status": TemplateStatus.ACTIVE,
+            "total_stock": stock,
+            "remaining_stock": stock,
+            "per_member_limit": 1,
+            "valid_days_after_issue": 30,
+            "store_ids": [],
+            "store_categories": [],
+            "eligible_tier_ids": [],
+            **overrides,
+        }
+    )
+    session.add(template)
+    session.flush()
+    return template

@@ -101,3 +101,37 @@ class RefundOut(ma.Schema):
     amount_fen = ma.fields.Integer()
     points_clawed_back = ma.fields.Integer()
     purchase = ma.fields.Nested(PurchaseOut)
+
+
+class CouponRedemptionIn(ma.Schema):
+    code = ma.fields.String(
+        required=True, validate=validate.Length(1, 64), metadata={"description": "扫描券码得到的内容"}
+    )
+    store_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    order_amount_fen = ma.fields.Integer(
+        strict=True,
+        load_default=None,
+        validate=validate.Range(min=1, max=100_000_000),
+        metadata={"description": "订单金额（分）；满减券、折扣券必填"},
+    )
+
+
+class RedeemedCouponOut(ma.Schema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    kind = ma.fields.String()
+    gift_name = ma.fields.String(allow_none=True)
+    member_id = ma.fields.Integer()
+    status = ma.fields.String()
+
+
+class CouponRedemptionOut(ma.Schema):
+    id = ma.fields.Integer(attribute="redemption.id")
+    store_id = ma.fields.Integer(attribute="redemption.store_id")
+    order_amount_fen = ma.fields.Integer(attribute="redemption.order_amount_fen", allow_none=True)
+    deduction_fen = ma.fields.Integer(
+        attribute="redemption.deduction_fen", metadata={"description": "应抵扣金额（分）"}
+    )
+    redeemed_at = ma.fields.DateTime(attribute="redemption.redeemed_at")
+    undone_at = ma.fields.DateTime(attribute="redemption.undone_at", allow_none=True)
+    coupon = ma.fields.Nested(RedeemedCouponOut)

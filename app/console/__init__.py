@@ -6,10 +6,11 @@ from flask_smorest import Api
 
 
 def register_admin_api(api: Api) -> None:
-    from app.console import auth_views, partner_views, points_views, scene_views, tier_views
+    from app.console import auth_views, coupon_views, partner_views, points_views, scene_views, tier_views
 
     api.register_blueprint(auth_views.blp)
     api.register_blueprint(scene_views.blp)
     api.register_blueprint(points_views.blp)
     api.register_blueprint(tier_views.blp)
     api.register_blueprint(partner_views.blp)
+    api.register_blueprint(coupon_views.blp)

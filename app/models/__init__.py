@@ -1,5 +1,15 @@
 """All models, imported so that `Base.metadata` knows every table (Alembic, tests)."""
 
+from app.models.coupon import (
+    TERM_COLUMNS,
+    Coupon,
+    CouponKind,
+    CouponRedemption,
+    CouponSource,
+    CouponStatus,
+    CouponTemplate,
+    TemplateStatus,
+)
 from app.models.mall import Store
 from app.models.member import Member, MemberConsent, MemberSource, UsedMemberCode, WeChatAccount
 from app.models.partner import Partner, PartnerActivityCredit
@@ -21,8 +31,15 @@ from app.models.tier import Tier, TierChange
 
 __all__ = [
     "SCENE_MAX_LENGTH",
+    "TERM_COLUMNS",
     "CheckIn",
     "CheckInStreakBonus",
+    "Coupon",
+    "CouponKind",
+    "CouponRedemption",
+    "CouponSource",
+    "CouponStatus",
+    "CouponTemplate",
     "EarningRate",
     "ExpiryPolicy",
     "Member",
@@ -43,6 +60,7 @@ __all__ = [
     "Staff",
     "StaffRole",
     "Store",
+    "TemplateStatus",
     "Tier",
     "TierChange",
     "UsedMemberCode",

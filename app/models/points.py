@@ -134,6 +134,8 @@ class PointsSettings(Base):
     purchase_daily_cap_points: Mapped[int]
     expiry_policy: Mapped[ExpiryPolicy] = mapped_column(str_enum(ExpiryPolicy, length=32))
     expiry_days: Mapped[int]
+    # Coupon every new member receives, if any.
+    welcome_coupon_template_id: Mapped[int | None] = mapped_column(ForeignKey("coupon_templates.id"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     updated_by_operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
 

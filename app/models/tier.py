@@ -27,6 +27,8 @@ class Tier(Base):
     # 150 means 1.5x points: kept as an integer percentage, never a float.
     points_multiplier_percent: Mapped[int] = mapped_column(default=100)
     free_parking_minutes_per_day: Mapped[int] = mapped_column(default=0)
+    # Issued to members of this tier in their birthday month, if set.
+    birthday_coupon_template_id: Mapped[int | None] = mapped_column(ForeignKey("coupon_templates.id"))
 
 
 class TierChange(Base):

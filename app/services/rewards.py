@@ -12,8 +12,17 @@ from sqlalchemy.orm import Session
 from app.db import RetryableConflict
 from app.errors import DomainError
 from app.mall_time import MallTime
-from app.models import CheckIn, CheckInStreakBonus, Member, PointsEntry, PointsEntryKind, PointsSettings
-from app.services import points
+from app.models import (
+    CheckIn,
+    CheckInStreakBonus,
+    CouponSource,
+    Member,
+    PointsEntry,
+    PointsEntryKind,
+    PointsSettings,
+    Tier,
+)
+from app.services import coupons, points
 from app.services.points import Posting
 
 
@@ -29,7 +38,17 @@ class ShareResult:
 
 
 def reward_sign_up(session: Session, member: Member, *, at: MallTime, settings: PointsSettings) -> None:
-    """Welcome points for a new member, and referral points for both sides when a member referred them."""
+    """Welcome points (and coupon) for a new member, and referral points for both sides when a member
+    referred them."""
+    if settings.welcome_coupon_template_id:
+        coupons.issue_by_system(
+            session,
+            settings.welcome_coupon_template_id,
+            member.id,
+            source=CouponSource.WELCOME,
+            key=f"welcome-coupon:{member.id}",
+            at=at,
+        )
     if settings.welcome_points:
         points.earn(
             session,
@@ -156,7 +175,18 @@ def birthday_members(session: Session, *, at: MallTime) -> list[int]:
 
 
 def reward_birthday(session: Session, member_id: int, *, at: MallTime, settings: PointsSettings) -> bool:
-    """The birthday-month bonus, at most once per member per year. True if granted now."""
+    """The birthday-month gifts, at most once per member per year: bonus points, and the coupon
+    of the member's tier if it has one. True if the points were granted now."""
+    tier = session.get_one(Tier, session.get_one(Member, member_id).tier_id)
+    if tier.birthday_coupon_template_id:
+        coupons.issue_by_system(
+            session,
+            tier.birthday_coupon_template_id,
+            member_id,
+            source=CouponSource.BIRTHDAY,
+            key=f"birthday-coupon:{member_id}:{at.today.year}",
+            at=at,
+        )
     if not settings.birthday_points:
         return False
     posting = Posting(

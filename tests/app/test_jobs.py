@@ -175,3 +175,34 @@ def test_the_scheduler_knows_every_job_in_mall_time(app: Flask) -> None:
 
     assert {job.id for job in scheduler.get_jobs()} == set(JOBS)
     assert str(scheduler.timezone) == "Asia/Shanghai"
+
+
+def test_expired_coupons_lapse_and_refund_points_only_when_promised(
+    app: Flask,
+    session: Session,
+    tiers: list,
+    vault,
+) -> None:
+    from app.models import Coupon, CouponStatus
+    from app.services import coupons
+
+    member = member_with_points(app, session, vault, tiers[0], "13200132008")
+    refundable = factories.create_coupon_template(
+        session, name="可退", points_price=30, refund_points_on_expiry=True
+    )
+    final = factories.create_coupon_template(session, name="不退", points_price=20)
+    with app.app_context():
+        for template, key in ((refundable, "k1"), (final, "k2")):
+            run_transaction(
+                lambda s, t=template, k=key: coupons.claim(s, t.id, member.id, request_key=k, at=mall_time()),
+                read_committed=True,
+            )
+    session.execute(Coupon.__table__.update().values(valid_until=utcnow() - timedelta(minutes=1)))
+
+    output = run(app, "expire-coupons")
+
+    assert "expired 2 coupons" in output
+    assert set(session.scalars(select(Coupon.status))) == {CouponStatus.EXPIRED}
+    assert session.get_one(Member, member.id, populate_existing=True).points_balance == 100 - 20
+    assert app.test_cli_runner().invoke(args=["points", "verify"]).exit_code == 0
+    assert app.test_cli_runner().invoke(args=["coupons", "verify"]).exit_code == 0

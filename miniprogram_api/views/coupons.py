@@ -1,0 +1,79 @@
+"""Coupons for shoppers: what can be claimed, claiming (free or with points), my coupons, a coupon's code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from sqlalchemy.orm import Session
+
+from app import qr
+from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
+from app.db import run_transaction, transaction
+from app.extensions import extensions, mall_time
+from app.models import Coupon, CouponTemplate
+from app.services import coupons, members
+from miniprogram_api.schemas import (
+    ClaimableTemplateOut,
+    ClaimHeaders,
+    CouponCodeOut,
+    CouponOut,
+    MyCouponsArgs,
+)
+
+blp = Blueprint("mp_coupons", __name__, url_prefix="/api/mp/v1", description="小程序：优惠券与积分商城")
+
+
+@blp.route("/coupon-templates", methods=["GET"])
+@blp.doc(security=BEARER_SECURITY)
+@wechat_account_required
+@blp.response(200, ClaimableTemplateOut(many=True))
+def claimable_templates() -> list[CouponTemplate]:
+    """可领取 / 可兑换的优惠券"""
+    with transaction() as session:
+        return coupons.claimable_templates(session, at=mall_time())
+
+
+@blp.route("/coupon-templates/<int:template_id>/claims", methods=["POST"])
+@blp.doc(security=BEARER_SECURITY)
+@wechat_account_required
+@blp.arguments(ClaimHeaders, location="headers")
+@blp.response(201, CouponOut, description="领到的优惠券")
+@blp.alt_response(200, schema=CouponOut, description="同一请求编号重试：返回已领到的券")
+def claim(headers: dict[str, Any], template_id: int) -> tuple[Coupon, int]:
+    """领券；积分商城的券同时扣除积分（要么都成功，要么都不发生）"""
+    at = mall_time()
+
+    def work(session: Session) -> tuple[Coupon, bool]:
+        member_id = members.member_id_of_account(session, current_wechat_account_id())
+        return coupons.claim(session, template_id, member_id, request_key=headers["idempotency_key"], at=at)
+
+    coupon, created = run_transaction(work, read_committed=True)
+    return coupon, 201 if created else 200
+
+
+@blp.route("/me/coupons", methods=["GET"])
+@blp.doc(security=BEARER_SECURITY)
+@wechat_account_required
+@blp.arguments(MyCouponsArgs, location="query")
+@blp.response(200, CouponOut(many=True))
+def my_coupons(args: dict[str, Any]) -> list[Coupon]:
+    """我的优惠券（可用 / 已使用 / 已过期）"""
+    with transaction() as session:
+        member_id = members.member_id_of_account(session, current_wechat_account_id())
+        return coupons.member_coupons(session, member_id, status=args["status"], at=mall_time())
+
+
+@blp.route("/me/coupons/<int:coupon_id>/code", methods=["GET"])
+@blp.doc(security=BEARER_SECURITY)
+@wechat_account_required
+@blp.response(200, CouponCodeOut)
+def coupon_code(coupon_id: int) -> dict[str, Any]:
+    """出示优惠券：一次性券码，约每分钟变化"""
+    at = mall_time()
+    with transaction() as session:
+        member_id = members.member_id_of_account(session, current_wechat_account_id())
+        coupon = coupons.own_coupon(session, member_id, coupon_id)
+        coupons.check_usable(coupon, at)
+    issued = extensions().coupon_code_signer.issue(coupon.id, at.now)
+    return {"code": issued.code, "expires_in": issued.expires_in, "qr_png_base64": qr.png_base64(issued.code)}
