@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.db import run_transaction, transaction
 from app.extensions import extensions, mall_time
 from app.mall_time import MallTime
-from app.services import coupons, member_codes, points, rewards, tiers
+from app.services import campaigns, coupons, member_codes, points, rewards, tiers
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,47 @@ def expire_coupons() -> str:
     return f"expired {total} coupons"
 
 
+def run_campaign(campaign_id: int, *, batch_size: int = _BATCH) -> str:
+    """Work through a campaign batch by batch; safe to interrupt and run again."""
+    at = mall_time()
+    with transaction() as session:
+        template_id = campaigns.progress(session, campaign_id).campaign.template_id
+    while True:
+        start, member_ids = run_transaction(
+            partial(campaigns.next_batch, campaign_id=campaign_id, size=batch_size, at=at)
+        )
+        for member_id in member_ids:
+            run_transaction(
+                partial(
+                    campaigns.issue_to_member,
+                    campaign_id=campaign_id,
+                    template_id=template_id,
+                    member_id=member_id,
+                    at=at,
+                )
+            )
+        run_transaction(
+            partial(
+                campaigns.advance,
+                campaign_id=campaign_id,
+                from_index=start,
+                to_index=start + len(member_ids),
+                at=at,
+            )
+        )
+        if not member_ids:
+            break
+    with transaction() as session:
+        done = campaigns.progress(session, campaign_id)
+    return f"campaign {campaign_id}: {done.issued} issued, {done.skipped} skipped of {done.total}"
+
+
+def run_campaigns() -> str:
+    with transaction() as session:
+        pending = campaigns.runnable_campaigns(session)
+    return "; ".join(run_campaign(campaign_id) for campaign_id in pending) or "no campaigns to run"
+
+
 def purge_member_codes() -> str:
     with transaction() as session:
         return f"purged {member_codes.purge_used_codes(session, mall_time().now)} used member codes"
@@ -97,6 +138,7 @@ JOBS: dict[str, Job] = {
     "birthday-points": Job(birthday_points, {"hour": "1", "minute": "0"}),
     "review-tiers": Job(review_tiers, {"day": "1", "hour": "2", "minute": "0"}),
     "expire-coupons": Job(expire_coupons, {"hour": "0", "minute": "20"}),
+    "run-campaigns": Job(run_campaigns, {"minute": "*"}),
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
 }
 

@@ -146,3 +146,27 @@ class AdminCouponTemplatePageArgs(PageArgs):
     status = ma.fields.Enum(
         TemplateStatus, by_value=True, load_default=None, metadata={"description": "只看该状态的券模板"}
     )
+
+
+class AdminCampaignIn(ma.Schema):
+    name = ma.fields.String(required=True, validate=validate.Length(1, 64))
+    template_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    member_ids = ma.fields.List(
+        ma.fields.Integer(strict=True, validate=validate.Range(min=1)),
+        required=True,
+        metadata={"description": "目标会员（之后将支持按标签分群选择）"},
+    )
+
+
+class AdminCampaignOut(ma.Schema):
+    id = ma.fields.Integer(attribute="campaign.id")
+    name = ma.fields.String(attribute="campaign.name")
+    template_id = ma.fields.Integer(attribute="campaign.template_id")
+    status = ma.fields.String(attribute="campaign.status")
+    total = ma.fields.Integer(metadata={"description": "目标会员数"})
+    processed = ma.fields.Integer(metadata={"description": "已处理会员数"})
+    issued = ma.fields.Integer(metadata={"description": "已发放张数"})
+    skipped = ma.fields.Integer(metadata={"description": "未发放（库存不足或券已停用）"})
+    created_at = ma.fields.DateTime(attribute="campaign.created_at")
+    started_at = ma.fields.DateTime(attribute="campaign.started_at", allow_none=True)
+    finished_at = ma.fields.DateTime(attribute="campaign.finished_at", allow_none=True)

@@ -6,15 +6,18 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
-from app.auth import BEARER_SECURITY, operator_required
+from app.auth import BEARER_SECURITY, current_operator, operator_required
 from app.console.coupon_schemas import (
+    AdminCampaignIn,
+    AdminCampaignOut,
     AdminCouponTemplateIn,
     AdminCouponTemplateOut,
     AdminCouponTemplatePageArgs,
 )
 from app.db import run_transaction, transaction
+from app.extensions import mall_time
 from app.models import CouponTemplate
-from app.services import coupon_templates
+from app.services import campaigns, coupon_templates
 
 blp = Blueprint(
     "admin_coupon_templates", __name__, url_prefix="/api/admin/v1", description="运营后台：优惠券模板"
@@ -94,3 +97,42 @@ def pause_coupon_template(template_id: int) -> CouponTemplate:
 def end_coupon_template(template_id: int) -> CouponTemplate:
     """结束券模板（不可恢复、不可再修改）；已发放的券在有效期内照常可用"""
     return run_transaction(lambda session: coupon_templates.end(session, template_id))
+
+
+@blp.route("/coupon-campaigns", methods=["POST"])
+@blp.doc(security=BEARER_SECURITY)
+@operator_required
+@blp.arguments(AdminCampaignIn)
+@blp.response(201, AdminCampaignOut)
+def create_campaign(args: dict[str, Any]) -> campaigns.CampaignProgress:
+    """向一批会员发券：后台分批执行（每分钟调度），中断后可继续，不会重复发放"""
+    with transaction() as session:
+        campaign = campaigns.create_campaign(
+            session,
+            name=args["name"],
+            template_id=args["template_id"],
+            member_ids=args["member_ids"],
+            operator_id=current_operator().id,
+        )
+        return campaigns.progress(session, campaign.id)
+
+
+@blp.route("/coupon-campaigns/<int:campaign_id>", methods=["GET"])
+@blp.doc(security=BEARER_SECURITY)
+@operator_required
+@blp.response(200, AdminCampaignOut)
+def campaign_progress(campaign_id: int) -> campaigns.CampaignProgress:
+    """发券活动进度"""
+    with transaction() as session:
+        return campaigns.progress(session, campaign_id)
+
+
+@blp.route("/coupon-campaigns/<int:campaign_id>/cancel", methods=["POST"])
+@blp.doc(security=BEARER_SECURITY)
+@operator_required
+@blp.response(200, AdminCampaignOut)
+def cancel_campaign(campaign_id: int) -> campaigns.CampaignProgress:
+    """取消尚未完成的发券活动（已发出的券保留）"""
+    with transaction() as session:
+        campaigns.cancel(session, campaign_id, at=mall_time())
+        return campaigns.progress(session, campaign_id)

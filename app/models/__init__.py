@@ -2,7 +2,9 @@
 
 from app.models.coupon import (
     TERM_COLUMNS,
+    CampaignStatus,
     Coupon,
+    CouponCampaign,
     CouponKind,
     CouponRedemption,
     CouponSource,
@@ -32,9 +34,11 @@ from app.models.tier import Tier, TierChange
 __all__ = [
     "SCENE_MAX_LENGTH",
     "TERM_COLUMNS",
+    "CampaignStatus",
     "CheckIn",
     "CheckInStreakBonus",
     "Coupon",
+    "CouponCampaign",
     "CouponKind",
     "CouponRedemption",
     "CouponSource",

@@ -128,6 +128,7 @@ class Coupon(CouponTerms, Base):
     source: Mapped[CouponSource] = mapped_column(str_enum(CouponSource))
     # Makes each issuance happen once: a retried claim, a re-run campaign batch.
     idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("coupon_campaigns.id"), index=True)
     points_paid: Mapped[int] = mapped_column(default=0)
     refund_points_on_expiry: Mapped[bool] = mapped_column(default=False)
     valid_from: Mapped[datetime]
@@ -136,6 +137,33 @@ class Coupon(CouponTerms, Base):
     # Business day of issue (mall time), for per-day claim limits.
     issued_on: Mapped[date]
     used_at: Mapped[datetime | None]
+
+
+class CampaignStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class CouponCampaign(Base):
+    """Issue one template to a list of members, in batches; progress is kept so a run can resume."""
+
+    __tablename__ = "coupon_campaigns"
+    __table_args__ = TABLE_OPTIONS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    template_id: Mapped[int] = mapped_column(ForeignKey("coupon_templates.id"))
+    # The saved segment, for now a list of member ids (later: a tag segment).
+    member_ids: Mapped[list[int]] = mapped_column(JSON)
+    status: Mapped[CampaignStatus] = mapped_column(str_enum(CampaignStatus), default=CampaignStatus.PENDING)
+    # Members before this index in `member_ids` have been processed.
+    next_index: Mapped[int] = mapped_column(default=0)
+    created_by_operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
 
 
 class CouponRedemption(Base):
