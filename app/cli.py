@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from sqlalchemy.orm import Session
 
 from app import jobs
 from app.config import PROJECT_ROOT
@@ -45,26 +48,14 @@ def register_commands(app: Flask) -> None:
     @points_group.command("verify")
     def verify() -> None:
         """Check every ledger invariant; exit 1 and list what is wrong if any fails."""
-        with transaction() as session:
-            problems = points.verify_ledger(session)
-        for problem in problems:
-            click.echo(problem, err=True)
-        if problems:
-            raise SystemExit(1)
-        click.echo("points ledger OK")
+        _report_invariants(points.verify_ledger, "points ledger OK")
 
     coupons_group = AppGroup("coupons", help="Coupons.")
 
     @coupons_group.command("verify")
     def verify_coupons() -> None:
         """Check stock + issued == total and single use; exit 1 and list what is wrong if any fails."""
-        with transaction() as session:
-            problems = coupons.verify_coupons(session)
-        for problem in problems:
-            click.echo(problem, err=True)
-        if problems:
-            raise SystemExit(1)
-        click.echo("coupons OK")
+        _report_invariants(coupons.verify_coupons, "coupons OK")
 
     app.cli.add_command(coupons_group)
     app.cli.add_command(jobs_group)
@@ -87,3 +78,13 @@ def register_commands(app: Flask) -> None:
             f"Seeded demo mall: {summary.stores} stores, {summary.staff} staff, "
             f"{summary.members} members, {summary.purchases} purchases."
         )
+
+
+def _report_invariants(check: Callable[[Session], list[str]], ok_message: str) -> None:
+    with transaction() as session:
+        problems = check(session)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo(ok_message)
