@@ -81,7 +81,13 @@ def build_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_recycle=3600, pool_size=10, max_overflow=20)
+    # READ COMMITTED, not MariaDB's REPEATABLE READ: every write here locks the member row first,
+    # and after that a plain read must see what the previous holder committed; REPEATABLE READ
+    # would show a stale snapshot, and its gap locks deadlock neighbouring members' inserts.
+    # No pre-ping (a round trip per checkout); stale connections are recycled instead.
+    return create_engine(
+        url, isolation_level="READ COMMITTED", pool_recycle=1800, pool_size=10, max_overflow=20
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -115,27 +121,16 @@ def bound_database(app: Flask | None = None) -> BoundDatabase:
 
 
 @contextmanager
-def transaction(app: Flask | None = None, *, read_committed: bool = False) -> Iterator[Session]:
-    """One unit of work: commit when the block ends, roll back if it raises.
-
-    `read_committed` (MySQL/MariaDB) makes every plain read see the latest committed rows and
-    drops gap locks; use it where rows counted after taking a lock must be current. SQLite
-    serialises transactions anyway.
-    """
-    database = bound_database(app)
-    if read_committed and database.engine.dialect.name in {"mysql", "mariadb"}:
-        engine = database.engine.execution_options(isolation_level="READ COMMITTED")
-        with Session(engine, expire_on_commit=False) as session, session.begin():
-            yield session
-        return
-    with database.sessionmaker.begin() as session:
+def transaction(app: Flask | None = None) -> Iterator[Session]:
+    """One unit of work: commit when the block ends, roll back if it raises."""
+    with bound_database(app).sessionmaker.begin() as session:
         yield session
 
 
 class RetryableConflict(Exception):
     """A concurrent transaction won a race (e.g. inserted the same unique key): run the work again.
 
-    The retry runs in a new transaction, so under REPEATABLE READ it sees the winner's rows.
+    The retry runs in a new transaction, which sees the winner's rows.
     """
 
 
@@ -147,23 +142,23 @@ class ConcurrentUpdate(DomainError):
 _RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205})
 
 
-def run_transaction(
-    work: Callable[[Session], T], *, attempts: int = 3, app: Flask | None = None, read_committed: bool = False
-) -> T:
+def run_transaction(work: Callable[[Session], T], *, attempts: int = 3, app: Flask | None = None) -> T:
     """Run `work` in a transaction, re-running it when it loses a race or a deadlock.
 
     `work` must be safe to repeat: keep calls to the outside world (WeChat, ...) out of it.
     """
     for attempt in range(1, attempts + 1):
         try:
-            with transaction(app, read_committed=read_committed) as session:
+            with transaction(app) as session:
                 return work(session)
         except RetryableConflict as exc:
             if attempt == attempts:
                 raise ConcurrentUpdate() from exc
         except OperationalError as exc:
-            if _mysql_error_code(exc) not in _RETRYABLE_MYSQL_ERRORS or attempt == attempts:
+            if _mysql_error_code(exc) not in _RETRYABLE_MYSQL_ERRORS:
                 raise
+            if attempt == attempts:
+                raise ConcurrentUpdate() from exc
     raise AssertionError("unreachable")
 
 

@@ -3,9 +3,8 @@
 Stock only ever moves by conditional UPDATE (`... WHERE remaining_stock > 0`), a
 coupon is used by conditional UPDATE (`... WHERE status = 'available'`), and a
 member's claims serialise on the member row, so limits hold under concurrency.
-Lock order, as everywhere: the member row first, then the template row. Claims run
-READ COMMITTED (`run_transaction(..., read_committed=True)`): once the member row is
-locked, a plain count of their coupons is current and takes no gap locks.
+Lock order, as everywhere: the member row first, then the template row; once the
+member row is locked, a plain (READ COMMITTED, see app.db) count of their coupons is current.
 """
 
 from __future__ import annotations
@@ -143,7 +142,7 @@ def claim(
     """A shopper claims (or buys with points) one coupon. Returns (coupon, created); a retry
     with the same request key returns the first coupon.
 
-    Points and stock move in this one transaction: both or neither. Run it READ COMMITTED.
+    Points and stock move in this one transaction: both or neither.
     """
     key = f"claim:{member_id}:{request_key}"
     points.lock_account(session, member_id)
@@ -429,7 +428,7 @@ def _coupon_by_key(session: Session, key: str) -> Coupon | None:
 
 
 def _check_member_limits(session: Session, template: CouponTemplate, member_id: int, at: MallTime) -> None:
-    """Call with the member row locked, in a READ COMMITTED transaction (see `claim`).
+    """Call with the member row locked (see `claim`).
 
     A plain read, on purpose: a locking read here would take gap locks on the coupons index
     that other members' inserts wait for while holding the template row: a deadlock.

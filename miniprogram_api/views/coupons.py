@@ -48,7 +48,7 @@ def claim(headers: dict[str, Any], template_id: int) -> tuple[Coupon, int]:
         member_id = members.member_id_of_account(session, current_wechat_account_id())
         return coupons.claim(session, template_id, member_id, request_key=headers["idempotency_key"], at=at)
 
-    coupon, created = run_transaction(work, read_committed=True)
+    coupon, created = run_transaction(work)
     return coupon, 201 if created else 200
 
 

@@ -43,3 +43,33 @@ def test_work_that_keeps_losing_gives_up_with_a_clear_conflict(app: Flask) -> No
 
     assert raised.value.status == 409
     assert raised.value.code == "CONCURRENT_UPDATE"
+
+
+def test_a_deadlock_is_retried_and_finally_a_clear_conflict_not_a_500(app: Flask) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    calls: list[int] = []
+
+    def deadlocking(_: Session) -> None:
+        calls.append(1)
+        raise OperationalError("UPDATE ...", {}, Exception(1213, "Deadlock found when trying to get lock"))
+
+    with pytest.raises(ConcurrentUpdate):
+        run_transaction(deadlocking, attempts=3, app=app)
+
+    assert len(calls) == 3
+
+
+def test_other_database_errors_are_not_retried(app: Flask) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    calls: list[int] = []
+
+    def broken(_: Session) -> None:
+        calls.append(1)
+        raise OperationalError("SELECT ...", {}, Exception(2006, "MySQL server has gone away"))
+
+    with pytest.raises(OperationalError):
+        run_transaction(broken, app=app)
+
+    assert len(calls) == 1

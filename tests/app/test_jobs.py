@@ -195,7 +195,6 @@ def test_expired_coupons_lapse_and_refund_points_only_when_promised(
         for template, key in ((refundable, "k1"), (final, "k2")):
             run_transaction(
                 lambda s, t=template, k=key: coupons.claim(s, t.id, member.id, request_key=k, at=mall_time()),
-                read_committed=True,
             )
     session.execute(Coupon.__table__.update().values(valid_until=utcnow() - timedelta(minutes=1)))
 

@@ -42,7 +42,6 @@ def claim(app: Flask, template_id: int, member_id: int) -> str:
         run_transaction(
             lambda s: coupons.claim(s, template_id, member_id, request_key=uuid.uuid4().hex, at=NOW),
             app=app,
-            read_committed=True,
         )
         return "coupon"
     except DomainError as error:
