@@ -1,0 +1,211 @@
+"""The bench database: created fresh, migrated by Alembic, seeded with a mall, reset between runs.
+
+Seeded members have joined within the last ten months and got their welcome points through the ledger,
+as members signing up in the mini-program do; `--empty-ledger` leaves them without any entry instead.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pymysql
+from alembic import command
+from flask import Flask
+from sqlalchemy.engine import URL, make_url
+
+from app import create_app
+from app.auth import Audience, issue_token
+from app.cli import alembic_config
+from app.config import Config
+from app.db import bound_database, transaction
+from app.demo_data import STORES, create_standard_tiers
+from app.mall_time import MallTime
+from app.models import (
+    EarningRate,
+    Member,
+    MemberSource,
+    PointsPromotion,
+    PointsSettings,
+    Staff,
+    StaffRole,
+    Store,
+)
+from app.services import points, rewards
+
+DEFAULT_DATABASE_URL = "mysql+pymysql://root@127.0.0.1:3306/mallmember_bench"
+
+# Tables the purchase endpoint inserts into, children first; cut back to the seed before each side runs.
+WRITTEN_TABLES = ("tier_changes", "points_lots", "points_entries", "purchases")
+# What the endpoint updates in `members`, saved after seeding so that each side starts from it.
+MEMBER_SNAPSHOT = "bench_seeded_members"
+
+
+@dataclass(frozen=True)
+class Mall:
+    """What the load generators need to know about the seeded data."""
+
+    member_ids: range
+    store_ids: list[int]
+    staff_id: int
+    # Highest id of each WRITTEN_TABLES table right after seeding (0 when empty).
+    seeded_max_ids: dict[str, int]
+
+
+def bench_config(database_url: str) -> Config:
+    """Development defaults (an empty environ: a developer's .env must not change the figures)."""
+    return Config.from_env({}, APP_ENV="development", DATABASE_URL=database_url)
+
+
+def connect_server(url: URL, *, database: str | None = None) -> pymysql.Connection:
+    return pymysql.connect(
+        host=url.host or "127.0.0.1",
+        port=url.port or 3306,
+        user=url.username or "root",
+        password=url.password or "",
+        database=database,
+        charset="utf8mb4",
+    )
+
+
+def recreate_database(database_url: str) -> None:
+    """DROP and CREATE the database named in the URL (utf8mb4), then apply every migration."""
+    url = make_url(database_url)
+    name = url.database
+    if not name or not name.replace("_", "").isalnum():
+        raise SystemExit(f"refusing to recreate database {name!r}: use a plain name like mallmember_bench")
+    connection = connect_server(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    finally:
+        connection.close()
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def seed(app: Flask, *, member_count: int, welcome_points: bool = True, seed_value: int = 20261125) -> Mall:
+    """Tiers, the demo stores, earning rates, a running promotion, one manager and `member_count` members
+    (with their welcome points unless `welcome_points` is False); then a snapshot for `reset_purchases`."""
+    rng = random.Random(seed_value)
+    vault = app.extensions["mallmember"].phone_vault
+    tz: ZoneInfo = app.extensions["mallmember"].mall_tz
+    now = datetime.now(UTC)
+    today = now.date()
+    with app.app_context(), transaction() as session:
+        tiers = create_standard_tiers(session)
+        stores = [
+            Store(code=code, name=name, category=category, floor=floor)
+            for code, name, category, floor in STORES
+        ]
+        session.add_all(stores)
+        session.add(PointsSettings.with_defaults())
+        session.add_all(
+            [
+                EarningRate(category=EarningRate.DEFAULT_CATEGORY, spend_unit_fen=100, points_per_unit=1),
+                EarningRate(category="美妆", spend_unit_fen=100, points_per_unit=2),
+                EarningRate(category="数码", spend_unit_fen=200, points_per_unit=1),
+            ]
+        )
+        # A promotion that is running today, so the promotion lookup finds a row for some stores.
+        session.add(
+            PointsPromotion(
+                name="餐饮双倍积分",
+                starts_on=today - timedelta(days=1),
+                ends_on=today + timedelta(days=30),
+                multiplier_percent=200,
+                category="餐饮",
+            )
+        )
+        manager = Staff(wecom_userid="bench-manager", name="压测经理", role=StaffRole.MANAGER)
+        session.add(manager)
+        session.flush()
+        members = []
+        for n in range(member_count):
+            protected = vault.protect(f"137{n:08d}")
+            members.append(
+                Member(
+                    phone_ciphertext=protected.ciphertext,
+                    phone_index=protected.blind_index,
+                    phone_masked=protected.masked,
+                    nickname=f"会员{n}",
+                    birthday=date(rng.randint(1960, 2005), rng.randint(1, 12), rng.randint(1, 28)),
+                    tier_id=tiers[0].id,
+                    source=MemberSource.WECHAT,
+                    joined_at=now - timedelta(days=rng.randint(1, 300), minutes=rng.randint(0, 1439)),
+                )
+            )
+        session.add_all(members)
+        session.flush()
+        if welcome_points:
+            settings = points.points_settings(session)
+            for member in members:
+                rewards.reward_sign_up(session, member, at=MallTime(member.joined_at, tz), settings=settings)
+        ids = sorted(member.id for member in members)
+        if ids != list(range(ids[0], ids[0] + len(ids))):
+            raise AssertionError("member ids are expected to be contiguous")
+        mall = Mall(
+            member_ids=range(ids[0], ids[-1] + 1),
+            store_ids=[store.id for store in stores],
+            staff_id=manager.id,
+            seeded_max_ids={},
+        )
+    with app.app_context(), bound_database().engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"CREATE TABLE {MEMBER_SNAPSHOT} AS SELECT id, points_balance, points_debt, tier_id FROM members"
+        )
+        for table in WRITTEN_TABLES:
+            top = connection.exec_driver_sql(f"SELECT COALESCE(MAX(id), 0) FROM {table}").scalar_one()
+            mall.seeded_max_ids[table] = int(top)
+    return mall
+
+
+def reset_purchases(app: Flask, mall: Mall) -> None:
+    """Back to the state right after seeding: later purchases, entries, lots and tier changes deleted,
+    members' balances, debts and tiers restored."""
+    with app.app_context(), bound_database().engine.begin() as connection:
+        for table in WRITTEN_TABLES:
+            connection.exec_driver_sql(f"DELETE FROM {table} WHERE id > {mall.seeded_max_ids[table]}")
+        connection.exec_driver_sql(
+            f"UPDATE members m JOIN {MEMBER_SNAPSHOT} s ON s.id = m.id"
+            " SET m.points_balance = s.points_balance, m.points_debt = s.points_debt, m.tier_id = s.tier_id"
+        )
+
+
+def staff_token(app: Flask, staff_id: int) -> str:
+    """A staff bearer token minted in-process (what WeCom login would hand out)."""
+    with app.app_context():
+        token, _ = issue_token(Audience.STAFF, staff_id)
+    return token
+
+
+def ledger_problems(app: Flask) -> list[str]:
+    """What `flask points verify` would print."""
+    with app.app_context(), transaction() as session:
+        return points.verify_ledger(session)
+
+
+def innodb_deadlocks(app: Flask) -> int | None:
+    """MariaDB's count of deadlocks since it started (None where the server does not report it)."""
+    with app.app_context(), bound_database().engine.connect() as connection:
+        row = connection.exec_driver_sql("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'").first()
+    return int(row[1]) if row else None
+
+
+def rows_added(app: Flask, mall: Mall) -> dict[str, int]:
+    """Rows written since seeding, per table."""
+    with app.app_context(), bound_database().engine.connect() as connection:
+        return {
+            table: int(
+                connection.exec_driver_sql(
+                    f"SELECT COUNT(*) FROM {table} WHERE id > {mall.seeded_max_ids[table]}"
+                ).scalar_one()
+            )
+            for table in WRITTEN_TABLES
+        }
+
+
+def build_app(database_url: str) -> Flask:
+    return create_app(bench_config(database_url))

@@ -1,0 +1,354 @@
+"""Benchmark: staff purchase crediting through the full HTTP stack vs. the same ledger work in raw PyMySQL.
+
+    .venv/bin/python scripts/bench/earn.py [--seconds 20] [--clients 32]
+        [--database-url mysql+pymysql://root@127.0.0.1:3306/mallmember_bench]
+
+Creates the database afresh (it is DROPPED first), migrates and seeds it, serves the app with gunicorn
+(gthread) and drives `POST /api/staff/v1/purchases` with wrk (or Python threads if wrk is missing); then
+runs the raw-PyMySQL baseline with the same number of concurrent connections. Each side starts from the
+same freshly seeded state, warms up, is measured for the same time, and must leave a clean ledger.
+See scripts/bench/README.md for what the figures mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BENCH_DIR.parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+
+import baseline  # noqa: E402
+import benchdb  # noqa: E402
+import cpu  # noqa: E402
+import loadgen  # noqa: E402
+from flask import Flask  # noqa: E402
+from loadgen import Measurement, Traffic  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+TARGET_RATIO = 0.40
+TARGET_P99_MS = 50.0
+# Database hosts on this machine, whose server's CPU time can be read from /proc.
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None}
+
+
+@dataclass(frozen=True)
+class Options:
+    seconds: int
+    warmup: int
+    clients: int
+    database_url: str
+    members: int
+    workers: int
+    threads: int
+    loadgen: str
+    empty_ledger: bool
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=20, help="measured time per side (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured warm-up per side (default 3)")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients per side (default 32)")
+    parser.add_argument(
+        "--database-url",
+        default=benchdb.DEFAULT_DATABASE_URL,
+        help="MariaDB/MySQL URL; the database in it is dropped and recreated",
+    )
+    parser.add_argument("--members", type=int, default=2000, help="members to seed (default 2000)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (default 8)")
+    parser.add_argument(
+        "--loadgen",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="auto: wrk if installed, else Python http.client threads",
+    )
+    parser.add_argument(
+        "--empty-ledger",
+        action="store_true",
+        help="seed members without welcome points (no ledger entries at all before the run)",
+    )
+    args = parser.parse_args(argv)
+    if make_url(args.database_url).get_backend_name() not in {"mysql", "mariadb"}:
+        parser.error("--database-url must be a MySQL/MariaDB URL")
+    return Options(**vars(args))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    pid: int
+    base_url: str
+    log_path: Path
+
+    def unhandled_errors(self) -> Counter[str]:
+        """Requests that ended in a 500 so far, by the exception that caused them (from the server log)."""
+        errors: Counter[str] = Counter()
+        expecting = False
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if "ERROR app.errors unhandled error" in line:
+                expecting = True
+            elif expecting and not line.startswith((" ", "\t")) and "Error" in line.split(":", 1)[0]:
+                errors[line[:120]] += 1
+                expecting = False
+        return errors
+
+
+@contextmanager
+def gunicorn(options: Options, port: int, secret_key: str) -> Iterator[Server]:
+    """The app under gunicorn (gthread) as a subprocess, logging to a temporary file; stopped afterwards."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": options.database_url,
+        "APP_ENV": "development",
+        "SECRET_KEY": secret_key,
+    }
+    log_file = tempfile.NamedTemporaryFile(prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--worker-class=gthread",
+            f"--workers={options.workers}",
+            f"--threads={options.threads}",
+            f"--bind=127.0.0.1:{port}",
+            "--worker-tmp-dir=/dev/shm",
+            "--log-level=warning",
+            "wsgi:app",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    server = Server(pid=process.pid, base_url=f"http://127.0.0.1:{port}", log_path=Path(log_file.name))
+    try:
+        wait_until_serving(server.base_url, process, log_file.name)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log_file.close()
+
+
+def wait_until_serving(base_url: str, process: subprocess.Popen[bytes], log_path: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {process.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(base_url + "/api/openapi.json", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"gunicorn did not start serving within 60 s; see {log_path}")
+
+
+def ensure_mariadb(database_url: str) -> str:
+    """The server's version; a clear message if it is not reachable."""
+    url = make_url(database_url)
+    try:
+        connection = benchdb.connect_server(url)
+    except Exception as exc:  # any failure to connect ends the run, with a hint
+        raise SystemExit(
+            f"cannot connect to MariaDB at {url.host}:{url.port or 3306} ({exc}); start it with\n"
+            "  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"
+        ) from exc
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            row = cursor.fetchone()
+            return str(row[0]) if row else "?"
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side's figures over its measured run (warm-up excluded)."""
+
+    name: str
+    measurement: Measurement
+    cpu: cpu.CpuUse
+    deadlocks: int | None
+    ledger_problems: list[str]
+
+
+def measured_side(
+    name: str,
+    app: Flask,
+    mall: benchdb.Mall,
+    options: Options,
+    run: Callable[[int, str], Measurement],
+    meter: cpu.Meter,
+) -> Side:
+    """Freshly seeded state, a warm-up, the measured run (with the CPU it used), then the ledger check."""
+    benchdb.reset_purchases(app, mall)
+    if options.warmup:
+        log(f"{name}: warming up for {options.warmup} s")
+        run(options.warmup, f"{name[0].upper()}W")
+    log(f"{name}: measuring {options.clients} clients for {options.seconds} s")
+    deadlocks_before = benchdb.innodb_deadlocks(app)
+    sampler = cpu.CpuSampler(meter)
+    result = run(options.seconds, name[0].upper())
+    used = sampler.stop()
+    deadlocks_after = benchdb.innodb_deadlocks(app)
+    problems = benchdb.ledger_problems(app)
+    added = ", ".join(f"{table} {n}" for table, n in benchdb.rows_added(app, mall).items())
+    state = "clean" if not problems else f"{len(problems)} PROBLEMS"
+    log(f"{name}: ledger {state}; rows written incl. warm-up: {added}")
+    for problem in problems[:20]:
+        log(f"  {problem}")
+    deadlocks = (
+        deadlocks_after - deadlocks_before
+        if deadlocks_before is not None and deadlocks_after is not None
+        else None
+    )
+    return Side(name, result, used, deadlocks, problems)
+
+
+def log(message: str) -> None:
+    print(f"# {message}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    version = ensure_mariadb(options.database_url)
+    use_wrk = options.loadgen == "wrk" or (options.loadgen == "auto" and loadgen.wrk_available())
+    if use_wrk and not loadgen.wrk_available():
+        raise SystemExit("wrk is not installed: apt-get install -y wrk (or use --loadgen python)")
+
+    log(f"recreating {make_url(options.database_url).database} on MariaDB {version}, migrating, seeding")
+    benchdb.recreate_database(options.database_url)
+    app = benchdb.build_app(options.database_url)
+    mall = benchdb.seed(app, member_count=options.members, welcome_points=not options.empty_ledger)
+    token = benchdb.staff_token(app, mall.staff_id)
+    traffic = Traffic(member_ids=mall.member_ids, store_ids=mall.store_ids)
+    secret_key = benchdb.bench_config(options.database_url).SECRET_KEY
+    mariadb_pid = cpu.find_process("mariadbd") if make_url(options.database_url).host in LOCAL_HOSTS else None
+    database_meter: cpu.Meter = {"MariaDB": lambda: cpu.process_seconds(mariadb_pid)} if mariadb_pid else {}
+
+    load_before = os.getloadavg()[0]
+    port = free_port()
+    with gunicorn(options, port, secret_key) as server:
+
+        def http_run(seconds: int, prefix: str) -> Measurement:
+            if use_wrk:
+                return loadgen.run_wrk(
+                    server.base_url,
+                    token,
+                    traffic,
+                    clients=options.clients,
+                    seconds=seconds,
+                    receipt_prefix=prefix,
+                )
+            return loadgen.run_python_client(
+                "127.0.0.1",
+                port,
+                token,
+                traffic,
+                clients=options.clients,
+                seconds=seconds,
+                receipt_prefix=prefix,
+            )
+
+        app_meter: cpu.Meter = {
+            "Python": lambda: cpu.tree_seconds(server.pid),
+            **database_meter,
+            "load generator": cpu.waited_children_seconds if use_wrk else cpu.own_seconds,
+        }
+        app_side = measured_side("app", app, mall, options, http_run, app_meter)
+        server_errors = server.unhandled_errors()
+        for error, count in server_errors.most_common():
+            log(f"app: {count} x HTTP 500 (incl. warm-up): {error}")
+    if server_errors:
+        log(f"app: server log kept at {server.log_path}")
+    else:
+        server.log_path.unlink(missing_ok=True)
+
+    context = baseline.Context(
+        url=make_url(options.database_url),
+        staff_id=mall.staff_id,
+        traffic=traffic,
+        tz=app.extensions["mallmember"].mall_tz,
+    )
+
+    def baseline_run(seconds: int, prefix: str) -> Measurement:
+        return baseline.run(context, clients=options.clients, seconds=seconds, receipt_prefix=prefix)
+
+    baseline_meter: cpu.Meter = {"Python": cpu.own_seconds, **database_meter}
+    base_side = measured_side("baseline", app, mall, options, baseline_run, baseline_meter)
+
+    driver = "wrk, 1 thread" if use_wrk else "Python http.client threads, sharing the cores"
+    print()
+    print(
+        f"{options.clients} clients, {options.seconds} s per side after {options.warmup} s warm-up; "
+        f"gunicorn gthread {options.workers} workers x {options.threads} threads; load: {driver}"
+    )
+    print(
+        f"{os.cpu_count()} cores; MariaDB {version}; {options.members} members; "
+        f"load average before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f}"
+    )
+    print_table(app_side, base_side)
+    clean = not app_side.ledger_problems and not base_side.ledger_problems
+    print(f"points ledger after each side (verify_ledger): {'clean' if clean else 'NOT CLEAN'}")
+    return 0 if clean else 1
+
+
+def print_table(app_side: Side, base_side: Side) -> None:
+    print(f"{'side':<12}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'deadlocks':>11}")
+    for label, side in (("app (HTTP)", app_side), ("baseline", base_side)):
+        result = side.measurement
+        deadlocks = "?" if side.deadlocks is None else str(side.deadlocks)
+        print(
+            f"{label:<12}{result.requests:>9}{result.per_second:>9.1f}"
+            f"{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}{result.errors:>8}{deadlocks:>11}"
+        )
+    app_rate, base_rate = app_side.measurement.per_second, base_side.measurement.per_second
+    ratio = app_rate / base_rate if base_rate else 0.0
+    p99 = app_side.measurement.p99_ms
+    print(
+        f"ratio app/baseline: {ratio:.2f}  (target >= {TARGET_RATIO:.2f}: "
+        f"{'met' if ratio >= TARGET_RATIO else 'MISSED'})   "
+        f"app p99: {p99:.1f} ms (target < {TARGET_P99_MS:.0f}: {'met' if p99 < TARGET_P99_MS else 'MISSED'})"
+    )
+    print("CPU ms per request (measured run):")
+    for label, side in (("app (HTTP)", app_side), ("baseline", base_side)):
+        spent = side.cpu.per_request_ms(side.measurement.requests)
+        parts = ", ".join(f"{name} {ms:.2f}" for name, ms in spent.items())
+        print(
+            f"  {label:<12}{parts}; cores busy {side.cpu.cores_busy():.2f}"
+            f" (+ {side.cpu.other_cores_busy():.2f} by other processes)"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
