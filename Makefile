@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
 
-.PHONY: run test test-mariadb lint format seed migrate clean
+.PHONY: run test test-mariadb lint format seed migrate bench clean
 
 $(DEPS): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(DEPS)
 format: $(DEPS)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format app miniprogram_api wecom scripts tests
+
+## bench: purchase crediting, app vs raw SQL, on MariaDB (see scripts/bench/README.md)
+bench: $(DEPS)
+	$(BIN)/python scripts/bench/earn.py
 
 migrate: $(DEPS)
 	FLASK_APP=wsgi $(BIN)/flask db-upgrade
