@@ -54,6 +54,16 @@ class Config:
     HTTP_TIMEOUT_SECONDS: int = 5
     WECHAT_TOKEN_RETRIES: int = 1
 
+    # The car park's open API (科拓 / 捷顺 / 蓝卡 style): signed JSON requests. `make run` and the
+    # tests point the base URL at the sandbox car park.
+    CARPARK_API_BASE: str = "http://127.0.0.1:5103"
+    CARPARK_PARK_ID: str = "sandbox-park-001"
+    CARPARK_SIGNING_KEY: str = _DEV_SECRET + "-carpark"
+    CARPARK_TIMEOUT_SECONDS: int = 5
+    # A payment still pending this long after it was recorded (a crash before the car park was
+    # told) is settled by the reconciliation job; longer than any request's car-park call.
+    CARPARK_PENDING_GRACE_SECONDS: int = 120
+
     TESTING: bool = False
 
     @classmethod
@@ -80,8 +90,16 @@ class Config:
             raise ValueError("MEMBER_CODE_STEP_SECONDS must be between 1 and 60")
 
     def credential_env(self) -> dict[str, str]:
-        """The WeChat/WeCom credentials as environment variables, for a sandbox that must accept them."""
-        names = ("WECHAT_APPID", "WECHAT_SECRET", "WECOM_CORP_ID", "WECOM_SECRET", "WECOM_AGENT_ID")
+        """WeChat/WeCom/car-park credentials as environment variables, for a sandbox that must accept them."""
+        names = (
+            "WECHAT_APPID",
+            "WECHAT_SECRET",
+            "WECOM_CORP_ID",
+            "WECOM_SECRET",
+            "WECOM_AGENT_ID",
+            "CARPARK_PARK_ID",
+            "CARPARK_SIGNING_KEY",
+        )
         return {name: str(getattr(self, name)) for name in names}
 
     def flask_settings(self) -> dict[str, Any]:
@@ -108,7 +126,13 @@ class ProductionConfig(Config):
         super().validate()
         insecure = [
             name
-            for name in ("SECRET_KEY", "PHONE_ENCRYPTION_KEY", "PHONE_INDEX_KEY", "MEMBER_CODE_SECRET")
+            for name in (
+                "SECRET_KEY",
+                "PHONE_ENCRYPTION_KEY",
+                "PHONE_INDEX_KEY",
+                "MEMBER_CODE_SECRET",
+                "CARPARK_SIGNING_KEY",
+            )
             if _DEV_SECRET in getattr(self, name) or getattr(self, name) == _DEV_PHONE_KEY
         ]
         if insecure:

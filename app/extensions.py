@@ -16,6 +16,7 @@ from wechatpy.session.redisstorage import RedisStorage
 
 from app import db
 from app.config import Config
+from app.integrations.carpark import CarParkClient
 from app.integrations.wechat_client import MiniProgramClient
 from app.integrations.wecom_client import WeComClient
 from app.mall_time import MallTime
@@ -35,6 +36,7 @@ class Extensions:
     member_code_signer: MemberCodeSigner
     coupon_code_signer: MemberCodeSigner
     mall_tz: ZoneInfo
+    carpark: CarParkClient
 
 
 def init_extensions(app: Flask, config: Config) -> None:
@@ -76,6 +78,12 @@ def init_extensions(app: Flask, config: Config) -> None:
             config.MEMBER_CODE_SECRET + ":coupon", config.MEMBER_CODE_STEP_SECONDS
         ),
         mall_tz=ZoneInfo(config.MALL_TIMEZONE),
+        carpark=CarParkClient(
+            api_base=config.CARPARK_API_BASE,
+            park_id=config.CARPARK_PARK_ID,
+            signing_key=config.CARPARK_SIGNING_KEY,
+            timeout=config.CARPARK_TIMEOUT_SECONDS,
+        ),
     )
 
 

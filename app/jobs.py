@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -16,9 +17,10 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from app.db import run_transaction, transaction
-from app.extensions import extensions, mall_time
+from app.extensions import extensions, mall_time, settings
+from app.integrations.carpark import CarParkError, PaymentState
 from app.mall_time import MallTime
-from app.services import campaigns, coupons, member_codes, points, rewards, tiers
+from app.services import campaigns, coupons, member_codes, parking, points, rewards, tiers
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +128,38 @@ def purge_member_codes() -> str:
         return f"purged {member_codes.purge_used_codes(session, mall_time().now)} used member codes"
 
 
+def reconcile_parking() -> str:
+    """Settle parking payments whose outcome is unknown from the car park's own record of them:
+    applied there → paid; not there → everything refunded. Unreachable → left for the next run."""
+    at = mall_time()
+    carpark = extensions().carpark
+    grace = timedelta(seconds=settings().CARPARK_PENDING_GRACE_SECONDS)
+    with transaction() as session:
+        due = parking.payments_to_reconcile(session, at=at, pending_grace=grace, limit=_BATCH)
+    paid = refunded = undecided = 0
+    for payment_id, order_no in due:
+        try:
+            state = carpark.payment_state(order_no)
+        except CarParkError:
+            undecided += 1
+            continue
+        if state is PaymentState.APPLIED:
+            run_transaction(partial(parking.mark_paid, payment_id=payment_id, at=at))
+            paid += 1
+        else:
+            run_transaction(
+                partial(
+                    parking.refund,
+                    payment_id=payment_id,
+                    code="NOT_APPLIED",
+                    message="停车场未收到本次抵扣",
+                    at=at,
+                )
+            )
+            refunded += 1
+    return f"parking payments: {paid} paid, {refunded} refunded, {undecided} still unknown"
+
+
 @dataclass(frozen=True)
 class Job:
     run: Callable[[], str]
@@ -140,6 +174,7 @@ JOBS: dict[str, Job] = {
     "expire-coupons": Job(expire_coupons, {"hour": "0", "minute": "20"}),
     "run-campaigns": Job(run_campaigns, {"minute": "*"}),
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
+    "reconcile-parking": Job(reconcile_parking, {"minute": "*/5"}),
 }
 
 

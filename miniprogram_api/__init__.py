@@ -6,9 +6,10 @@ from flask_smorest import Api
 
 
 def register_miniprogram_api(api: Api) -> None:
-    from miniprogram_api.views import auth, coupons, members, points
+    from miniprogram_api.views import auth, coupons, members, parking, points
 
     api.register_blueprint(auth.blp)
     api.register_blueprint(members.blp)
     api.register_blueprint(points.blp)
     api.register_blueprint(coupons.blp)
+    api.register_blueprint(parking.blp)

@@ -1,7 +1,8 @@
-"""`make run`: migrate, seed a demo mall, start the WeChat/WeCom sandbox, serve the API.
+"""`make run`: migrate, seed a demo mall, start the WeChat/WeCom/car-park sandbox, serve the API.
 
 The sandbox runs as its own process; the app talks to it through the same
-wechatpy clients that production points at api.weixin.qq.com / qyapi.weixin.qq.com.
+wechatpy clients that production points at api.weixin.qq.com / qyapi.weixin.qq.com,
+and through the car-park adapter that production points at the car park's open API.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from app.cli import alembic_config
 from app.config import Config
 from app.db import transaction
 from app.extensions import extensions
-from app.sandbox import start_sandbox_process
+from app.sandbox import SandboxProcess, start_sandbox_process
+
+# Cars waiting in the sandbox lot: (plate, minutes since they entered). Bind one to a shopper
+# (POST /api/mp/v1/me/plates) and ask for a quote.
+DEMO_CARS = [("粤B12345", 95), ("沪AD12345", 185), ("京A88888", 20), ("浙A12345F", 26 * 60)]
 
 
 def main() -> None:
@@ -33,11 +38,15 @@ def main() -> None:
     with start_sandbox_process(
         wechat_port=int(os.environ.get("SANDBOX_WECHAT_PORT", "0")),
         wecom_port=int(os.environ.get("SANDBOX_WECOM_PORT", "0")),
+        carpark_port=int(os.environ.get("SANDBOX_CARPARK_PORT", "0")),
         env=base_config.credential_env(),
     ) as sandbox:
         config = base_config.with_overrides(
-            WECHAT_API_BASE=sandbox.wechat_url, WECOM_API_BASE=sandbox.wecom_url
+            WECHAT_API_BASE=sandbox.wechat_url,
+            WECOM_API_BASE=sandbox.wecom_url,
+            CARPARK_API_BASE=sandbox.carpark_url,
         )
+        seed_demo_cars(sandbox)
         command.upgrade(alembic_config(config.DATABASE_URL), "head")
         app = create_app(config)
         with app.app_context(), transaction() as session:
@@ -48,19 +57,25 @@ def main() -> None:
                     f"{summary.purchases} purchases."
                 )
 
-        print_banner(config, sandbox.wechat_url, sandbox.wecom_url, f"http://{host}:{port}")
+        print_banner(config, sandbox, f"http://{host}:{port}")
         app.run(host=host, port=port, use_reloader=False, threaded=True)
 
 
-def print_banner(config: Config, wechat_url: str, wecom_url: str, base: str) -> None:
+def seed_demo_cars(sandbox: SandboxProcess) -> None:
+    for plate, minutes_ago in DEMO_CARS:
+        sandbox.park_car(plate, minutes_ago)
+
+
+def print_banner(config: Config, sandbox: SandboxProcess, base: str) -> None:
     admin = {"username": demo_data.DEMO_ADMIN_USERNAME, "password": demo_data.DEMO_ADMIN_PASSWORD}
     signup = {"phone_code": "sandbox-phone:13800138000", "consent_version": config.PRIVACY_POLICY_VERSION}
     lines = [
         f"MallMember is running: {config.MALL_NAME}",
         f"  API             {base}/api",
         f"  API docs        {base}/api/docs   (spec: {base}/api/openapi.json)",
-        f"  WeChat sandbox  {wechat_url}",
-        f"  WeCom sandbox   {wecom_url}",
+        f"  WeChat sandbox  {sandbox.wechat_url}",
+        f"  WeCom sandbox   {sandbox.wecom_url}",
+        f"  Car park        {sandbox.carpark_url}   (cars in the lot: {sandbox.carpark_url}/sandbox/cars)",
         f"  Database        {config.DATABASE_URL}",
         "",
         "Demo logins:",
@@ -69,6 +84,10 @@ def print_banner(config: Config, wechat_url: str, wecom_url: str, base: str) -> 
         "            (advisors: sandbox:advisor01 ... sandbox:advisor20)",
         '  shopper   POST /api/mp/v1/auth/login     {"code": "sandbox:<any-openid>"}',
         f"            then POST /api/mp/v1/members with {json.dumps(signup)}",
+        "",
+        "Demo cars in the lot: " + ", ".join(f"{plate} ({minutes} min)" for plate, minutes in DEMO_CARS),
+        '  bind one: POST /api/mp/v1/me/plates {"plate": "粤B12345"}, then',
+        "  GET /api/mp/v1/me/parking/quote?plate=粤B12345 and POST /api/mp/v1/me/parking/payments",
     ]
     print("\n" + "\n".join(lines) + "\n", flush=True)
 

@@ -24,6 +24,8 @@ from app.config import Config
 from app.db import Base, bound_database, normalize_database_url
 from app.sandbox import SandboxProcess, start_sandbox_process
 
+CARPARK_TIMEOUT_SECONDS = 2
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _backend(os.environ.get("DATABASE_URL", "sqlite://")) == "sqlite":
@@ -59,6 +61,9 @@ def config(database_url: str, sandbox: SandboxProcess) -> Config:
         DATABASE_URL=database_url,
         WECHAT_API_BASE=sandbox.wechat_url,
         WECOM_API_BASE=sandbox.wecom_url,
+        CARPARK_API_BASE=sandbox.carpark_url,
+        # Short, so that tests of a car park that never answers stay quick.
+        CARPARK_TIMEOUT_SECONDS=CARPARK_TIMEOUT_SECONDS,
     )
 
 

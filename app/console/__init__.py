@@ -6,7 +6,15 @@ from flask_smorest import Api
 
 
 def register_admin_api(api: Api) -> None:
-    from app.console import auth_views, coupon_views, partner_views, points_views, scene_views, tier_views
+    from app.console import (
+        auth_views,
+        coupon_views,
+        parking_views,
+        partner_views,
+        points_views,
+        scene_views,
+        tier_views,
+    )
 
     api.register_blueprint(auth_views.blp)
     api.register_blueprint(scene_views.blp)
@@ -14,3 +22,4 @@ def register_admin_api(api: Api) -> None:
     api.register_blueprint(tier_views.blp)
     api.register_blueprint(partner_views.blp)
     api.register_blueprint(coupon_views.blp)
+    api.register_blueprint(parking_views.blp)

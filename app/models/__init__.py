@@ -14,6 +14,15 @@ from app.models.coupon import (
 )
 from app.models.mall import Store
 from app.models.member import Member, MemberConsent, MemberSource, UsedMemberCode, WeChatAccount
+from app.models.parking import (
+    PLATE_MAX_LENGTH,
+    MemberPlate,
+    ParkingPayment,
+    ParkingPaymentCoupon,
+    ParkingPaymentStatus,
+    ParkingQuote,
+    ParkingRules,
+)
 from app.models.partner import Partner, PartnerActivityCredit
 from app.models.points import (
     CheckIn,
@@ -32,6 +41,7 @@ from app.models.staff import Operator, Staff, StaffRole
 from app.models.tier import Tier, TierChange
 
 __all__ = [
+    "PLATE_MAX_LENGTH",
     "SCENE_MAX_LENGTH",
     "TERM_COLUMNS",
     "CampaignStatus",
@@ -48,8 +58,14 @@ __all__ = [
     "ExpiryPolicy",
     "Member",
     "MemberConsent",
+    "MemberPlate",
     "MemberSource",
     "Operator",
+    "ParkingPayment",
+    "ParkingPaymentCoupon",
+    "ParkingPaymentStatus",
+    "ParkingQuote",
+    "ParkingRules",
     "Partner",
     "PartnerActivityCredit",
     "PointsEntry",

@@ -1,6 +1,6 @@
-"""Serve the WeChat and WeCom sandboxes until SIGTERM/SIGINT: `python -m app.sandbox --help`.
+"""Serve the WeChat, WeCom and car-park sandboxes until SIGTERM/SIGINT: `python -m app.sandbox --help`.
 
-Once both listen, one JSON line `{"wechat": url, "wecom": url}` is printed to stdout.
+Once all listen, one JSON line `{"wechat": url, "wecom": url, "carpark": url}` is printed to stdout.
 """
 
 from __future__ import annotations
@@ -15,10 +15,15 @@ from collections.abc import Sequence
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from .carpark import create_carpark_app
 from .settings import SandboxCredentials
 from .state import SandboxState
 from .wechat import create_wechat_app
 from .wecom import create_wecom_app
+
+# What the app's development settings use (app.config), so that both agree out of the box.
+CARPARK_PARK_ID = "sandbox-park-001"
+CARPARK_SIGNING_KEY = "dev-only-insecure-secret-change-me-carpark"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -35,6 +40,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wecom-corp-id", default=defaults.wecom_corp_id)
     parser.add_argument("--wecom-secret", default=defaults.wecom_secret)
     parser.add_argument("--wecom-agent-id", default=defaults.wecom_agent_id)
+    parser.add_argument("--carpark-port", type=int, default=5103, help="0 picks a free port")
+    parser.add_argument("--carpark-park-id", default=os.environ.get("CARPARK_PARK_ID") or CARPARK_PARK_ID)
+    parser.add_argument(
+        "--carpark-signing-key", default=os.environ.get("CARPARK_SIGNING_KEY") or CARPARK_SIGNING_KEY
+    )
     return parser.parse_args(argv)
 
 
@@ -44,9 +54,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     wechat_app = create_wechat_app(SandboxState(), args.wechat_appid, args.wechat_secret)
     wecom_app = create_wecom_app(SandboxState(), args.wecom_corp_id, args.wecom_secret, args.wecom_agent_id)
+    carpark_app = create_carpark_app(args.carpark_park_id, args.carpark_signing_key)
     servers = {
         "wechat": make_server(args.host, args.wechat_port, wechat_app, threaded=True),
         "wecom": make_server(args.host, args.wecom_port, wecom_app, threaded=True),
+        "carpark": make_server(args.host, args.carpark_port, carpark_app, threaded=True),
     }
     for name, server in servers.items():
         threading.Thread(target=server.serve_forever, name=f"sandbox-{name}", daemon=True).start()

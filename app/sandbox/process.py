@@ -18,7 +18,7 @@ import requests
 
 from .settings import SandboxCredentials
 
-Server = Literal["wechat", "wecom"]
+Server = Literal["wechat", "wecom", "carpark"]
 
 # The directory holding the `app` package, so `-m app.sandbox` resolves from any cwd.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -37,13 +37,14 @@ class SandboxProcess:
     ) -> None:
         self.wechat_url = urls["wechat"]
         self.wecom_url = urls["wecom"]
+        self.carpark_url = urls["carpark"]
         self.credentials = credentials
         self._process = process
         self._stderr = stderr
         self._http = requests.Session()
 
     def url(self, server: Server) -> str:
-        return self.wechat_url if server == "wechat" else self.wecom_url
+        return {"wechat": self.wechat_url, "wecom": self.wecom_url, "carpark": self.carpark_url}[server]
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the child (killing it if it lingers) and release its resources; idempotent."""
@@ -60,8 +61,8 @@ class SandboxProcess:
         self._stderr.close()
 
     def reset(self) -> None:
-        """Forget tokens, faults, messages and logged requests on both servers."""
-        for server in ("wechat", "wecom"):
+        """Forget tokens, faults, messages and logged requests on every server, and the car park's cars."""
+        for server in ("wechat", "wecom", "carpark"):
             self._control(server, "POST", "reset")
 
     def inject_fault(
@@ -91,6 +92,29 @@ class SandboxProcess:
         """API requests `server` received: method, path, query, json and arrival time."""
         log: list[dict[str, Any]] = self._control(server, "GET", "requests")["requests"]
         return log
+
+    # The car park
+
+    def park_car(self, plate: str, minutes_ago: int) -> None:
+        """A car with `plate` entered the lot `minutes_ago` minutes ago (re-parking moves its entry)."""
+        self._control("carpark", "POST", "cars", {"plateNo": plate, "entryMinutesAgo": minutes_ago})
+
+    def car_leaves(self, plate: str) -> None:
+        self._control("carpark", "DELETE", f"cars/{plate}")
+
+    def set_tariff(self, **tariff: int) -> None:
+        """Change the tariff: freeMinutes, hourlyFen, dailyCapFen (defaults 30, 500, 5000)."""
+        self._control("carpark", "POST", "tariff", tariff)
+
+    def carpark_fault(self, path: str, kind: str, times: int = 1, **options: Any) -> None:
+        """Make the next `times` requests to `path` fail: kind "business" (code, msg), "http_error"
+        (httpStatus) or "timeout" (delaySeconds; the request is still carried out unless process=False)."""
+        self._control("carpark", "POST", "faults", {"path": path, "kind": kind, "times": times, **options})
+
+    def carpark_discounts(self) -> list[dict[str, Any]]:
+        """Discounts the car park accepted, one per order number."""
+        discounts: list[dict[str, Any]] = self._control("carpark", "GET", "discounts")["discounts"]
+        return discounts
 
     def _control(
         self,
@@ -125,13 +149,15 @@ def start_sandbox_process(
     *,
     wechat_port: int = 0,
     wecom_port: int = 0,
+    carpark_port: int = 0,
     env: Mapping[str, str] | None = None,
     timeout: float = 15.0,
 ) -> SandboxProcess:
-    """Start the sandbox servers in a child process and wait until both listen.
+    """Start the sandbox servers in a child process and wait until all listen.
 
     `env` is layered over `os.environ` for the child; use it to change the accepted
-    credentials (WECHAT_APPID, WECHAT_SECRET, WECOM_CORP_ID, WECOM_SECRET, WECOM_AGENT_ID).
+    credentials (WECHAT_APPID, WECHAT_SECRET, WECOM_CORP_ID, WECOM_SECRET, WECOM_AGENT_ID,
+    CARPARK_PARK_ID, CARPARK_SIGNING_KEY).
     Port 0 picks a free port. Raises RuntimeError if the child fails to start in `timeout` seconds.
     """
     child_env = {**os.environ, **(env or {})}
@@ -139,6 +165,7 @@ def start_sandbox_process(
         sys.executable, "-m", "app.sandbox",
         "--wechat-port", str(wechat_port),
         "--wecom-port", str(wecom_port),
+        "--carpark-port", str(carpark_port),
     ]  # fmt: skip
     # A file rather than a pipe: nobody drains stderr while the sandbox runs, and a full
     # pipe would block the child. SandboxProcess.stop() closes it.
@@ -173,7 +200,7 @@ def _read_urls(process: subprocess.Popen[str], timeout: float) -> dict[Server, s
         raise RuntimeError(f"sandbox exited with code {process.wait()} before it started")
     try:
         urls = json.loads(line)
-        return {"wechat": str(urls["wechat"]), "wecom": str(urls["wecom"])}
+        return {"wechat": str(urls["wechat"]), "wecom": str(urls["wecom"]), "carpark": str(urls["carpark"])}
     except (ValueError, KeyError, TypeError):
         raise RuntimeError(f"sandbox printed an unexpected first line: {line!r}") from None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,9 @@ from app.models import (
     CouponStatus,
     CouponTemplate,
     Member,
+    ParkingPayment,
+    ParkingPaymentCoupon,
+    ParkingPaymentStatus,
     PointsEntryKind,
     PointsSettings,
     Staff,
@@ -405,11 +408,16 @@ def verify_coupons(session: Session) -> list[str]:
             problems.append(
                 f"template {template_id}: remaining {remaining} + issued {count} != total {total}"
             )
+    at_counter = select(CouponRedemption.coupon_id).where(CouponRedemption.undone_at.is_(None))
+    # Parking coupons are used by parking payments instead, as long as the payment is not refunded.
+    for_parking = (
+        select(ParkingPaymentCoupon.coupon_id)
+        .join(ParkingPayment, ParkingPayment.id == ParkingPaymentCoupon.payment_id)
+        .where(ParkingPayment.status != ParkingPaymentStatus.REFUNDED)
+    )
+    all_uses = union_all(at_counter, for_parking).subquery()
     active = (
-        select(CouponRedemption.coupon_id, func.count().label("uses"))
-        .where(CouponRedemption.undone_at.is_(None))
-        .group_by(CouponRedemption.coupon_id)
-        .subquery()
+        select(all_uses.c.coupon_id, func.count().label("uses")).group_by(all_uses.c.coupon_id).subquery()
     )
     for coupon_id, status, uses in session.execute(
         select(Coupon.id, Coupon.status, func.coalesce(active.c.uses, 0)).outerjoin(
