@@ -32,6 +32,10 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = build_engine(_database_url())
     with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # Batch migrations rebuild tables that others reference; SQLite must not check foreign
+            # keys meanwhile. The pragma only works outside a transaction, hence the raw connection.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

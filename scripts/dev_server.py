@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -30,6 +31,8 @@ DEMO_CARS = [("粤B12345", 95), ("沪AD12345", 185), ("京A88888", 20), ("浙A12
 
 
 def main() -> None:
+    # SIGTERM unwinds like Ctrl-C, so the sandbox process is stopped with us.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     load_dotenv()
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "5000"))

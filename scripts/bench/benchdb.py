@@ -24,6 +24,8 @@ from app.db import bound_database, transaction
 from app.demo_data import STORES, create_standard_tiers
 from app.mall_time import MallTime
 from app.models import (
+    CouponKind,
+    CouponTemplate,
     EarningRate,
     Member,
     MemberSource,
@@ -32,8 +34,9 @@ from app.models import (
     Staff,
     StaffRole,
     Store,
+    TemplateStatus,
 )
-from app.services import points, rewards
+from app.services import coupons, points, rewards
 
 DEFAULT_DATABASE_URL = "mysql+pymysql://root@127.0.0.1:3306/mallmember_bench"
 
@@ -209,3 +212,75 @@ def rows_added(app: Flask, mall: Mall) -> dict[str, int]:
 
 def build_app(database_url: str) -> Flask:
     return create_app(bench_config(database_url))
+
+
+def seed_shoppers(app: Flask, mall: Mall) -> list[int]:
+    """A mini-program account (WeChatAccount) linked to every seeded member, as after sign-up;
+    returns the account ids, which are what a shopper's token names."""
+    with app.app_context(), bound_database().engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO wechat_accounts (appid, openid, member_id, created_at, last_login_at)"
+            " SELECT 'wxbench', CONCAT('bench-openid-', id), id, joined_at, UTC_TIMESTAMP() FROM members"
+            f" WHERE id BETWEEN {mall.member_ids[0]} AND {mall.member_ids[-1]} ORDER BY id"
+        )
+        rows = connection.exec_driver_sql(
+            "SELECT id FROM wechat_accounts WHERE appid = 'wxbench' ORDER BY id"
+        ).all()
+    return [int(row[0]) for row in rows]
+
+
+def shopper_tokens(app: Flask, account_ids: list[int]) -> list[str]:
+    """Mini-program bearer tokens minted in-process (what WeChat login would hand out)."""
+    with app.app_context():
+        return [issue_token(Audience.MINIPROGRAM, account_id)[0] for account_id in account_ids]
+
+
+def create_flash_template(app: Flask, *, stock: int, name: str) -> int:
+    """An active free 满100减20 coupon, `stock` in stock, one per member, valid 30 days from issue
+    (what tests.factories.create_coupon_template makes)."""
+    with app.app_context(), transaction() as session:
+        template = CouponTemplate(
+            kind=CouponKind.CASH_OFF,
+            name=name,
+            face_value_fen=2_000,
+            min_spend_fen=10_000,
+            status=TemplateStatus.ACTIVE,
+            total_stock=stock,
+            remaining_stock=stock,
+            per_member_limit=1,
+            valid_days_after_issue=30,
+            store_ids=[],
+            store_categories=[],
+            eligible_tier_ids=[],
+        )
+        session.add(template)
+        session.flush()
+        return template.id
+
+
+@dataclass(frozen=True)
+class Stock:
+    total: int
+    remaining: int
+    issued: int  # coupons of the template in the database
+
+    @property
+    def oversold(self) -> int:
+        return max(self.issued - self.total, 0)
+
+
+def template_stock(app: Flask, template_id: int) -> Stock:
+    with app.app_context(), bound_database().engine.connect() as connection:
+        total, remaining = connection.exec_driver_sql(
+            f"SELECT total_stock, remaining_stock FROM coupon_templates WHERE id = {int(template_id)}"
+        ).one()
+        issued = connection.exec_driver_sql(
+            f"SELECT COUNT(*) FROM coupons WHERE template_id = {int(template_id)}"
+        ).scalar_one()
+    return Stock(int(total), int(remaining), int(issued))
+
+
+def coupon_problems(app: Flask) -> list[str]:
+    """What `coupons.verify_coupons` finds (stock + issued == total for every template, single use)."""
+    with app.app_context(), transaction() as session:
+        return coupons.verify_coupons(session)

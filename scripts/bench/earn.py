@@ -14,16 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,15 +26,15 @@ sys.path.insert(0, str(PROJECT_ROOT))
 import baseline  # noqa: E402
 import benchdb  # noqa: E402
 import cpu  # noqa: E402
+import harness  # noqa: E402
 import loadgen  # noqa: E402
 from flask import Flask  # noqa: E402
+from harness import ensure_mariadb, gunicorn, log  # noqa: E402
 from loadgen import Measurement, Traffic  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 TARGET_RATIO = 0.40
 TARGET_P99_MS = 50.0
-# Database hosts on this machine, whose server's CPU time can be read from /proc.
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None}
 
 
 @dataclass(frozen=True)
@@ -90,107 +82,6 @@ def parse_args(argv: list[str] | None = None) -> Options:
     return Options(**vars(args))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Server:
-    pid: int
-    base_url: str
-    log_path: Path
-
-    def unhandled_errors(self) -> Counter[str]:
-        """Requests that ended in a 500 so far, by the exception that caused them (from the server log)."""
-        errors: Counter[str] = Counter()
-        expecting = False
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if "ERROR app.errors unhandled error" in line:
-                expecting = True
-            elif expecting and not line.startswith((" ", "\t")) and "Error" in line.split(":", 1)[0]:
-                errors[line[:120]] += 1
-                expecting = False
-        return errors
-
-
-@contextmanager
-def gunicorn(options: Options, port: int, secret_key: str) -> Iterator[Server]:
-    """The app under gunicorn (gthread) as a subprocess, logging to a temporary file; stopped afterwards."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": options.database_url,
-        "APP_ENV": "development",
-        "SECRET_KEY": secret_key,
-    }
-    log_file = tempfile.NamedTemporaryFile(prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--worker-class=gthread",
-            f"--workers={options.workers}",
-            f"--threads={options.threads}",
-            f"--bind=127.0.0.1:{port}",
-            "--worker-tmp-dir=/dev/shm",
-            "--log-level=warning",
-            "wsgi:app",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    server = Server(pid=process.pid, base_url=f"http://127.0.0.1:{port}", log_path=Path(log_file.name))
-    try:
-        wait_until_serving(server.base_url, process, log_file.name)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log_file.close()
-
-
-def wait_until_serving(base_url: str, process: subprocess.Popen[bytes], log_path: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {process.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(base_url + "/api/openapi.json", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"gunicorn did not start serving within 60 s; see {log_path}")
-
-
-def ensure_mariadb(database_url: str) -> str:
-    """The server's version; a clear message if it is not reachable."""
-    url = make_url(database_url)
-    try:
-        connection = benchdb.connect_server(url)
-    except Exception as exc:  # any failure to connect ends the run, with a hint
-        raise SystemExit(
-            f"cannot connect to MariaDB at {url.host}:{url.port or 3306} ({exc}); start it with\n"
-            "  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"
-        ) from exc
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT VERSION()")
-            row = cursor.fetchone()
-            return str(row[0]) if row else "?"
-    finally:
-        connection.close()
-
-
 @dataclass(frozen=True)
 class Side:
     """One side's figures over its measured run (warm-up excluded)."""
@@ -235,10 +126,6 @@ def measured_side(
     return Side(name, result, used, deadlocks, problems)
 
 
-def log(message: str) -> None:
-    print(f"# {message}", flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     version = ensure_mariadb(options.database_url)
@@ -253,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     token = benchdb.staff_token(app, mall.staff_id)
     traffic = Traffic(member_ids=mall.member_ids, store_ids=mall.store_ids)
     secret_key = benchdb.bench_config(options.database_url).SECRET_KEY
-    mariadb_pid = cpu.find_process("mariadbd") if make_url(options.database_url).host in LOCAL_HOSTS else None
-    database_meter: cpu.Meter = {"MariaDB": lambda: cpu.process_seconds(mariadb_pid)} if mariadb_pid else {}
+    database_meter = harness.database_meter(options.database_url)
 
     load_before = os.getloadavg()[0]
-    port = free_port()
-    with gunicorn(options, port, secret_key) as server:
+    with gunicorn(
+        options.database_url, workers=options.workers, threads=options.threads, secret_key=secret_key
+    ) as server:
 
         def http_run(seconds: int, prefix: str) -> Measurement:
             if use_wrk:
@@ -272,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             return loadgen.run_python_client(
                 "127.0.0.1",
-                port,
+                server.port,
                 token,
                 traffic,
                 clients=options.clients,
@@ -286,13 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             "load generator": cpu.waited_children_seconds if use_wrk else cpu.own_seconds,
         }
         app_side = measured_side("app", app, mall, options, http_run, app_meter)
-        server_errors = server.unhandled_errors()
-        for error, count in server_errors.most_common():
-            log(f"app: {count} x HTTP 500 (incl. warm-up): {error}")
-    if server_errors:
-        log(f"app: server log kept at {server.log_path}")
-    else:
-        server.log_path.unlink(missing_ok=True)
+        server.report_unhandled_errors("app (incl. warm-up)")
 
     context = baseline.Context(
         url=make_url(options.database_url),

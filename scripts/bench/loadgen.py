@@ -1,4 +1,5 @@
-"""Load generators and their figures: wrk (preferred) or Python threads, one measurement format."""
+"""Load generators and their figures: wrk (preferred) or Python threads, one measurement format;
+for a duration (earn.py) or for a fixed number of requests (flash_claim.py)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import json
 import math
 import random
 import shutil
+import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "earn.lua"
+CLAIM_LUA_SCRIPT = Path(__file__).resolve().parent / "flash_claim.lua"
 PURCHASE_PATH = "/api/staff/v1/purchases"
 
 
@@ -204,4 +208,187 @@ def run_python_client(
         seconds,
         lambda n: HttpWorker(host, port, token, traffic, seed=n),
         receipt_prefix=receipt_prefix,
+    )
+
+
+# Fixed-count runs (flash_claim.py): N requests in all from C clients, each with an outcome.
+OK_OUTCOMES = frozenset({"issued", "retried", "sold_out", "limit"})
+
+
+@dataclass(frozen=True)
+class CountedRun:
+    """A fixed number of requests and what came of each: issued (201), retried (200, same key),
+    sold_out and limit (409s that are the expected answers), anything else is an error."""
+
+    measurement: Measurement
+    outcomes: dict[str, int]
+
+    def count(self, outcome: str) -> int:
+        return self.outcomes.get(outcome, 0)
+
+
+class CountedWorker(Protocol):
+    def one(self, key: str) -> str:
+        """Do one request with this unique key; its outcome (see CountedRun)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def run_counted(
+    clients: int, total: int, open_worker: Callable[[int], CountedWorker], *, key_prefix: str
+) -> CountedRun:
+    """`clients` threads taking request numbers from one counter until `total` requests are done."""
+    workers = [open_worker(n) for n in range(clients)]
+    numbers = itertools.count(1)  # next() on it is atomic under the GIL
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    outcomes: list[Counter[str]] = [Counter() for _ in range(clients)]
+    start = threading.Barrier(clients + 1)
+
+    def loop(n: int) -> None:
+        mine, seen = latencies[n], outcomes[n]
+        start.wait()
+        while (number := next(numbers)) <= total:
+            began = time.perf_counter()
+            try:
+                outcome = workers[n].one(f"{key_prefix}-{number:08d}")
+            except Exception as exc:  # a benchmark counts failures, it does not stop on them
+                outcome = f"error: {type(exc).__name__}"
+            mine.append((time.perf_counter() - began) * 1000)
+            seen[outcome] += 1
+
+    threads = [threading.Thread(target=loop, args=(n,), daemon=True) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    for worker in workers:
+        worker.close()
+    merged = sorted(itertools.chain.from_iterable(latencies))
+    outcome_total: Counter[str] = sum(outcomes, Counter())
+    return CountedRun(
+        Measurement(
+            requests=len(merged),
+            seconds=elapsed,
+            p50_ms=percentile(merged, 0.50),
+            p99_ms=percentile(merged, 0.99),
+            errors=sum(count for outcome, count in outcome_total.items() if outcome not in OK_OUTCOMES),
+        ),
+        dict(outcome_total),
+    )
+
+
+def claim_outcome(status: int, body: bytes) -> str:
+    if status == 201:
+        return "issued"
+    if status == 200:
+        return "retried"
+    if status == 409 and b"COUPON_SOLD_OUT" in body:
+        return "sold_out"
+    if status == 409 and b"COUPON_LIMIT_REACHED" in body:
+        return "limit"
+    return f"HTTP {status}"
+
+
+class ClaimHttpWorker:
+    """A keep-alive connection claiming as a random shopper each time (the fallback without wrk)."""
+
+    def __init__(self, host: str, port: int, path: str, tokens: list[str], seed: int) -> None:
+        self._connection = http.client.HTTPConnection(host, port, timeout=30)
+        self._path = path
+        self._tokens = tokens
+        self._rng = random.Random(seed)
+
+    def one(self, key: str) -> str:
+        headers = {
+            "Authorization": f"Bearer {self._rng.choice(self._tokens)}",
+            "Idempotency-Key": key,
+            "Content-Length": "0",
+        }
+        try:
+            self._connection.request("POST", self._path, headers=headers)
+            response = self._connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._connection.close()  # reconnects on the next request
+            return f"error: {type(exc).__name__}"
+        return claim_outcome(response.status, body)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def run_python_claims(
+    host: str, port: int, path: str, tokens: list[str], *, clients: int, total: int, key_prefix: str
+) -> CountedRun:
+    return run_counted(
+        clients,
+        total,
+        lambda n: ClaimHttpWorker(host, port, path, tokens, seed=1_000 + n),
+        key_prefix=key_prefix,
+    )
+
+
+def run_wrk_claims(
+    url: str, token_file: Path, *, clients: int, total: int, key_prefix: str, time_limit: int = 300
+) -> CountedRun:
+    """wrk (one thread, `clients` connections) sending exactly `total` claims (see flash_claim.lua):
+    the script stops sending after `total`, and wrk's duration is cut short by SIGINT once the last
+    response is in; `time_limit` is only a safety net."""
+    process = subprocess.Popen(
+        [
+            "wrk",
+            "--threads=1",
+            f"--connections={clients}",
+            f"--duration={time_limit}s",
+            "--timeout=30s",
+            f"--script={CLAIM_LUA_SCRIPT}",
+            url,
+            "--",
+            str(token_file),
+            key_prefix,
+            str(total),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    outcomes: dict[str, int] | None = None
+    for line in process.stdout:
+        if line.startswith("FLASH_DONE "):
+            outcomes = json.loads(line.removeprefix("FLASH_DONE "))
+            process.send_signal(signal.SIGINT)
+            break
+    rest, stderr = process.communicate(timeout=time_limit + 60)
+    if outcomes is None:
+        raise RuntimeError(f"wrk did not complete {total} requests within {time_limit} s:\n{rest}\n{stderr}")
+    line = next((line for line in rest.splitlines() if line.startswith("WRK_RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{rest}\n{stderr}")
+    result = json.loads(line.removeprefix("WRK_RESULT "))
+    socket_errors = sum(
+        value for key, value in result.items() if key.startswith("errors_") and key != "errors_status"
+    )
+    counted = {
+        "issued": outcomes["issued"],
+        "retried": outcomes["retried"],
+        "sold_out": outcomes["sold_out"],
+        "limit": outcomes["limit"],
+        **{f"HTTP {status}": count for status, count in outcomes["other_statuses"].items()},
+    }
+    if socket_errors:
+        counted["error: socket"] = socket_errors
+    return CountedRun(
+        Measurement(
+            requests=result["requests"],
+            seconds=result["duration_us"] / 1e6,
+            p50_ms=result["p50_us"] / 1000,
+            p99_ms=result["p99_us"] / 1000,
+            errors=outcomes["other"] + socket_errors,
+        ),
+        {outcome: count for outcome, count in counted.items() if count},
     )
