@@ -46,6 +46,13 @@ class PointsSettingsIn(ma.Schema):
         metadata={"description": "end_of_next_year：次年年底清零；days_after_earning：获得后 N 天过期"},
     )
     expiry_days = _required_integer(1, 3650, "days_after_earning 时积分的有效天数")
+    welcome_coupon_template_id = ma.fields.Integer(
+        strict=True,
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "新会员注册时发放的优惠券模板，null 为不发"},
+    )
 
 
 class PointsSettingsOut(PointsSettingsIn):
@@ -109,6 +116,13 @@ class AdminTierIn(ma.Schema):
     )
     points_multiplier_percent = _required_integer(100, MAX_MULTIPLIER_PERCENT, "积分倍率，150 表示 1.5 倍")
     free_parking_minutes_per_day = _required_integer(0, 1440, "每日免费停车分钟数")
+    birthday_coupon_template_id = ma.fields.Integer(
+        strict=True,
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "生日月发放给该等级会员的优惠券模板，null 为不发"},
+    )
 
 
 class AdminTierOut(AdminTierIn):

@@ -119,6 +119,7 @@ class PointsSettings(Base):
         "purchase_daily_cap_points": 50_000,
         "expiry_policy": ExpiryPolicy.END_OF_NEXT_YEAR,
         "expiry_days": 365,
+        "welcome_coupon_template_id": None,
     }
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)

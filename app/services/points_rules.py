@@ -22,6 +22,7 @@ from app.errors import Conflict, DomainError, NotFound, ValidationFailed
 from app.mall_time import MallTime
 from app.models import (
     CheckInStreakBonus,
+    CouponTemplate,
     EarningRate,
     ExpiryPolicy,
     Member,
@@ -78,6 +79,7 @@ class SettingsValues:
     purchase_daily_cap_points: int
     expiry_policy: ExpiryPolicy
     expiry_days: int
+    welcome_coupon_template_id: int | None = None
 
 
 def save_settings(
@@ -93,6 +95,7 @@ def save_settings(
         raise ValidationFailed(details={name: ["不能小于 0"] for name in negative})
     if values.expiry_days < 1:
         raise ValidationFailed(details={"expiry_days": ["有效天数至少为 1 天"]})
+    _check_coupon_template(session, "welcome_coupon_template_id", values.welcome_coupon_template_id)
     settings = session.get(PointsSettings, 1, with_for_update=True)
     if settings is None:
         settings = PointsSettings(id=1)
@@ -245,6 +248,12 @@ class TierValues:
     min_annual_spend_fen: int
     points_multiplier_percent: int
     free_parking_minutes_per_day: int
+    birthday_coupon_template_id: int | None = None
+
+
+def _check_coupon_template(session: Session, field: str, template_id: int | None) -> None:
+    if template_id is not None and session.get(CouponTemplate, template_id) is None:
+        raise ValidationFailed(details={field: ["优惠券模板不存在"]})
 
 
 def create_tier(session: Session, values: TierValues) -> Tier:
@@ -254,6 +263,7 @@ def create_tier(session: Session, values: TierValues) -> Tier:
     """
     others = _lock_tiers(session)
     _check_tier(values, others)
+    _check_coupon_template(session, "birthday_coupon_template_id", values.birthday_coupon_template_id)
     tier = Tier(**asdict(values))
     session.add(tier)
     _flush(session)
@@ -267,6 +277,7 @@ def update_tier(session: Session, tier_id: int, values: TierValues) -> Tier:
     if tier is None:
         raise NotFound("会员等级不存在")
     _check_tier(values, [other for other in tiers if other is not tier])
+    _check_coupon_template(session, "birthday_coupon_template_id", values.birthday_coupon_template_id)
     _assign(tier, values)
     _flush(session)
     return tier

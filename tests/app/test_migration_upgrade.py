@@ -24,8 +24,9 @@ def test_a_populated_first_revision_database_upgrades_to_head(tmp_path: Path) ->
         )
         connection.execute(
             text(
-                "INSERT INTO members (id, phone_ciphertext, phone_index, phone_masked, tier_id, points_balance,"
-                " source, joined_at) VALUES (1, x'00', 'idx', '138****0000', 1, 0, 'wechat', '2026-01-01 00:00:00')"
+                "INSERT INTO members (id, phone_ciphertext, phone_index, phone_masked, tier_id,"
+                " points_balance, source, joined_at)"
+                " VALUES (1, x'00', 'idx', '138****0000', 1, 0, 'wechat', '2026-01-01 00:00:00')"
             )
         )
         connection.execute(

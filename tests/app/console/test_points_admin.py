@@ -903,3 +903,55 @@ def _same_shape(template: str, path: str) -> bool:
         part == want or (part.startswith("{") and want == "{id}")
         for part, want in zip(parts, wanted, strict=True)
     )
+
+
+# --- coupons that come with sign-up and birthdays -------------------------------------------------
+
+
+def test_operators_choose_the_welcome_coupon(client: FlaskClient, admin: dict, session: Session) -> None:
+    template = factories.create_coupon_template(session, name="新人礼券")
+
+    saved = client.put(
+        f"{API}/points-settings", json={**SETTINGS, "welcome_coupon_template_id": template.id}, headers=admin
+    )
+    token, _ = registered_shopper(client, "o-welcome-coupon", "13500135111")
+
+    assert saved.status_code == 200
+    assert saved.get_json()["welcome_coupon_template_id"] == template.id
+    coupons = client.get("/api/mp/v1/me/coupons", headers=bearer(token)).get_json()
+    assert [(c["name"], c["source"]) for c in coupons] == [("新人礼券", "welcome")]
+
+
+def test_a_tier_birthday_coupon_is_issued_by_the_birthday_job(
+    app: Flask, client: FlaskClient, admin: dict, mall: dict, session: Session, shopper: tuple
+) -> None:
+    template = factories.create_coupon_template(session, name="生日券")
+    normal = mall["tiers"]["normal"]
+    body = {
+        "code": normal.code,
+        "name": normal.name,
+        "rank": normal.rank,
+        "min_annual_spend_fen": normal.min_annual_spend_fen,
+        "points_multiplier_percent": normal.points_multiplier_percent,
+        "free_parking_minutes_per_day": normal.free_parking_minutes_per_day,
+        "birthday_coupon_template_id": template.id,
+    }
+    updated = client.put(f"{API}/tiers/{normal.id}", json=body, headers=admin)
+    session.execute(Member.__table__.update().values(birthday=date(1990, today(app).month, 1)))
+
+    app.test_cli_runner().invoke(args=["jobs", "run", "birthday-points"])
+    app.test_cli_runner().invoke(args=["jobs", "run", "birthday-points"])
+
+    assert updated.status_code == 200
+    assert updated.get_json()["birthday_coupon_template_id"] == template.id
+    coupons = client.get("/api/mp/v1/me/coupons", headers=bearer(shopper[0])).get_json()
+    assert [(c["name"], c["source"]) for c in coupons] == [("生日券", "birthday")]
+
+
+def test_an_unknown_coupon_template_is_refused(client: FlaskClient, admin: dict, mall: dict) -> None:
+    response = client.put(
+        f"{API}/points-settings", json={**SETTINGS, "welcome_coupon_template_id": 424242}, headers=admin
+    )
+
+    assert response.status_code == 422
+    assert "welcome_coupon_template_id" in response.get_json()["details"]
