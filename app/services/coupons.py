@@ -148,12 +148,10 @@ def claim(
     Points and stock move in this one transaction: both or neither.
     """
     key = f"claim:{member_id}:{request_key}"
-    points.lock_account(session, member_id)
     if existing := _coupon_by_key(session, key):
         if existing.template_id != template_id:
             raise IssueKeyConflict()
         return existing, False
-    member = session.get_one(Member, member_id)
     template = session.get(CouponTemplate, template_id)
     if template is None or template.status is TemplateStatus.DRAFT:
         raise CouponTemplateNotFound()
@@ -163,6 +161,12 @@ def claim(
         template.claim_ends_at and at.now >= template.claim_ends_at
     ):
         raise OutsideClaimWindow()
+    if template.remaining_stock <= 0:
+        # Most of a flash claim's requests end here: refused without taking any lock.
+        raise SoldOut()
+    # A concurrent request with the same key loses on the unique key below and is retried.
+    points.lock_account(session, member_id)
+    member = session.get_one(Member, member_id)
     if template.eligible_tier_ids and member.tier_id not in template.eligible_tier_ids:
         raise NotEligible()
     _check_member_limits(session, template, member_id, at)
