@@ -1,7 +1,6 @@
 """All models, imported so that `Base.metadata` knows every table (Alembic, tests)."""
 
 from app.models.coupon import (
-    TERM_COLUMNS,
     CampaignStatus,
     Coupon,
     CouponCampaign,
@@ -43,7 +42,6 @@ from app.models.tier import Tier, TierChange
 __all__ = [
     "PLATE_MAX_LENGTH",
     "SCENE_MAX_LENGTH",
-    "TERM_COLUMNS",
     "CampaignStatus",
     "CheckIn",
     "CheckInStreakBonus",

@@ -20,7 +20,6 @@ from app.db import RetryableConflict
 from app.errors import Conflict, DomainError, Forbidden, NotFound
 from app.mall_time import MallTime
 from app.models import (
-    TERM_COLUMNS,
     Coupon,
     CouponKind,
     CouponRedemption,
@@ -491,7 +490,7 @@ def _issue(
         valid_until=valid_until,
         issued_at=at.now,
         issued_on=at.today,
-        **{name: getattr(template, name) for name in TERM_COLUMNS},
+        **template.terms(),
     )
     session.add(coupon)
     try:

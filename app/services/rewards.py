@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import extract, select
+from sqlalchemy import extract, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -137,16 +137,16 @@ def check_in(
 def reward_share(session: Session, member_id: int, *, at: MallTime, settings: PointsSettings) -> ShareResult:
     """Points for a share, up to the daily limit; beyond it the share is welcome but earns nothing."""
     points.lock_account(session, member_id)
-    rewarded = len(
-        session.scalars(
-            select(PointsEntry.id)
-            .where(
+    # The member row is locked, so this READ COMMITTED count is current.
+    rewarded = int(
+        session.scalar(
+            select(func.count()).where(
                 PointsEntry.member_id == member_id,
                 PointsEntry.kind == PointsEntryKind.SHARE,
                 PointsEntry.business_date == at.today,
             )
-            .with_for_update()
-        ).all()
+        )
+        or 0
     )
     if rewarded >= settings.share_daily_limit or not settings.share_points:
         return ShareResult(0, rewarded, settings.share_daily_limit)

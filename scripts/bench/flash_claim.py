@@ -179,11 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 key_prefix=prefix,
             )
 
-        app_meter: cpu.Meter = {
-            "Python": lambda: cpu.tree_seconds(server.pid),
-            **database_meter,
-            "load generator": cpu.waited_children_seconds if use_wrk else cpu.own_seconds,
-        }
+        app_meter = harness.app_cpu_meter(server.pid, database_meter, use_wrk=use_wrk)
         app_side = measured_side("app", app, options, http_run, app_meter)
         server.report_unhandled_errors("app (incl. warm-up)")
 

@@ -160,3 +160,12 @@ def database_meter(database_url: str) -> cpu.Meter:
         return {}
     pid = cpu.find_process("mariadbd")
     return {"MariaDB": lambda: cpu.process_seconds(pid)} if pid else {}
+
+
+def app_cpu_meter(server_pid: int, database: cpu.Meter, *, use_wrk: bool) -> cpu.Meter:
+    """CPU of the app side: the gunicorn tree, the database, and the load generator."""
+    return {
+        "Python": lambda: cpu.tree_seconds(server_pid),
+        **database,
+        "load generator": cpu.waited_children_seconds if use_wrk else cpu.own_seconds,
+    }
