@@ -10,13 +10,14 @@ import enum
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from functools import cache
+from typing import Any, ClassVar, TypeVar, cast
 
 from flask import Flask, current_app
-from sqlalchemy import DateTime, Engine, Enum, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, Enum, Insert, MetaData, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from app.errors import DomainError
@@ -107,13 +108,14 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 class BoundDatabase:
     """The engine and session factory of one app instance."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, session_info: dict[str, Any] | None = None) -> None:
         self.engine = engine
-        self.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+        self.sessionmaker = sessionmaker(engine, expire_on_commit=False, info=session_info)
 
 
-def init_app(app: Flask, url: str) -> None:
-    app.extensions["db"] = BoundDatabase(build_engine(url))
+def init_app(app: Flask, url: str, *, session_info: dict[str, Any] | None = None) -> None:
+    """Bind the app to its database; `session_info` is copied into every session's `info`."""
+    app.extensions["db"] = BoundDatabase(build_engine(url), session_info)
 
 
 def bound_database(app: Flask | None = None) -> BoundDatabase:
@@ -160,6 +162,40 @@ def run_transaction(work: Callable[[Session], T], *, attempts: int = 3, app: Fla
             if attempt == attempts:
                 raise ConcurrentUpdate() from exc
     raise AssertionError("unreachable")
+
+
+RowT = TypeVar("RowT", bound=Base)
+
+
+def insert_row(session: Session, row: RowT) -> RowT:
+    """INSERT a new object's row with a prebuilt Core statement, then hold it in the session as loaded.
+
+    For hot paths: a unit-of-work flush of one object costs about three times the CPU of this.
+    Column defaults are applied here, so the object shows every value it was written with.
+    Raises IntegrityError like a flush would; the session's transaction stays usable.
+    """
+    table = cast(Table, row.__table__)
+    values: dict[str, Any] = {}
+    for column in table.columns:
+        value = getattr(row, column.key)
+        if value is None and column.primary_key:
+            continue
+        if value is None and column.default is not None:
+            default = column.default
+            value = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
+            setattr(row, column.key, value)
+        values[column.key] = value
+    result = session.connection().execute(_insert_statement(type(row)), values)
+    for column, value in zip(table.primary_key, result.inserted_primary_key or (), strict=True):
+        setattr(row, column.key, value)
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
+
+
+@cache
+def _insert_statement(model: type[Base]) -> Insert:
+    return insert(model)
 
 
 def _mysql_error_code(exc: OperationalError) -> int | None:

@@ -22,6 +22,7 @@ from app.integrations.wecom_client import WeComClient
 from app.mall_time import MallTime
 from app.pii import PhoneVault
 from app.ratelimit import LoginThrottle
+from app.reference_cache import ReferenceCache
 from app.services.member_codes import MemberCodeSigner
 
 
@@ -40,7 +41,7 @@ class Extensions:
 
 
 def init_extensions(app: Flask, config: Config) -> None:
-    db.init_app(app, config.DATABASE_URL)
+    db.init_app(app, config.DATABASE_URL, session_info=ReferenceCache().session_info())
     redis_client = redis.Redis.from_url(config.REDIS_URL) if config.REDIS_URL else None
     token_storage: SessionStorage = (
         RedisStorage(redis_client, prefix="mallmember:wechatpy") if redis_client else MemoryStorage()

@@ -37,11 +37,13 @@ class MemberCodeIn(ma.Schema):
 
 
 class MemberSummaryOut(ma.Schema):
-    id = ma.fields.Integer()
-    phone = ma.fields.String(attribute="phone_masked")
-    nickname = ma.fields.String(allow_none=True)
-    tier = ma.fields.Function(lambda member: {"code": member.tier.code, "name": member.tier.name})
-    points_balance = ma.fields.Integer()
+    """Dumps a `members.MemberCard`."""
+
+    id = ma.fields.Integer(attribute="member.id")
+    phone = ma.fields.String(attribute="member.phone_masked")
+    nickname = ma.fields.String(attribute="member.nickname", allow_none=True)
+    tier = ma.fields.Function(lambda card: {"code": card.tier.code, "name": card.tier.name})
+    points_balance = ma.fields.Integer(attribute="member.points_balance")
 
 
 class PurchaseIn(ma.Schema):

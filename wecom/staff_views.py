@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.auth import BEARER_SECURITY, Audience, current_staff, issue_token, staff_required
 from app.db import run_transaction, transaction, utcnow
 from app.extensions import extensions, mall_time
-from app.models import Member, StaffRole
+from app.models import StaffRole
 from app.services import authentication, member_codes, members, points, purchases
 from wecom.schemas import (
     MemberCodeIn,
@@ -42,7 +42,7 @@ def login(args: dict[str, Any]) -> dict[str, Any]:
 @staff_required(StaffRole.STORE_STAFF, StaffRole.MANAGER)
 @blp.arguments(MemberCodeIn)
 @blp.response(200, MemberSummaryOut)
-def verify_member_code(args: dict[str, Any]) -> Member:
+def verify_member_code(args: dict[str, Any]) -> members.MemberCard:
     """扫描会员码：返回会员概要；每个会员码只能使用一次"""
     with transaction() as session:
         member = member_codes.redeem_member_code(
@@ -52,7 +52,7 @@ def verify_member_code(args: dict[str, Any]) -> Member:
             staff_id=current_staff().id,
             at=utcnow(),
         )
-        return members.member_profile(session, member.id)
+        return members.member_card(session, member)
 
 
 @blp.route("/purchases", methods=["POST"])
@@ -84,11 +84,11 @@ def record_purchase(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
             at=at,
             settings=points.points_settings(session),
         )
-        member = members.member_profile(session, result.member.id) if result.member else None
+        card = members.member_card(session, result.member) if result.member else None
         return {
             "purchase": result.purchase,
-            "member": member,
-            "tier_upgraded_to": member.tier.name if result.tier_change and member else None,
+            "member": card,
+            "tier_upgraded_to": card.tier.name if result.tier_change and card else None,
             "created": result.created,
         }
 

@@ -35,6 +35,7 @@ from app.models.points import (
     PointsSettings,
 )
 from app.models.purchase import Purchase, PurchaseRefund
+from app.models.reference import ReferenceVersion
 from app.models.scene import SCENE_MAX_LENGTH, QrScene, SceneKind
 from app.models.staff import Operator, Staff, StaffRole
 from app.models.tier import Tier, TierChange
@@ -74,6 +75,7 @@ __all__ = [
     "Purchase",
     "PurchaseRefund",
     "QrScene",
+    "ReferenceVersion",
     "SceneKind",
     "Staff",
     "StaffRole",

@@ -15,7 +15,7 @@ from app.integrations.wechat_client import MiniProgramClient, WeChatCodeRejected
 from app.mall_time import MallTime
 from app.models import Member, MemberConsent, MemberSource, QrScene, SceneKind, Tier, WeChatAccount
 from app.pii import InvalidPhone, PhoneVault, normalize_phone
-from app.services import points, rewards
+from app.services import points, rewards, tiers
 
 
 class WeChatLoginCodeInvalid(DomainError):
@@ -171,6 +171,18 @@ def member_id_of_account(session: Session, wechat_account_id: int) -> int:
     if member_id is None:
         raise MemberNotRegistered()
     return member_id
+
+
+@dataclass(frozen=True)
+class MemberCard:
+    """What the counter sees of a member: the row it already holds and its (cached) tier; no joins."""
+
+    member: Member
+    tier: Tier
+
+
+def member_card(session: Session, member: Member) -> MemberCard:
+    return MemberCard(member, tiers.tier_of(session, member.tier_id))
 
 
 def member_profile(session: Session, member_id: int) -> Member:

@@ -13,11 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from app.db import RetryableConflict
+from app import reference_cache
+from app.db import RetryableConflict, insert_row
 from app.errors import Conflict, DomainError, NotFound
 from app.mall_time import MallTime
 from app.models import ExpiryPolicy, Member, PointsEntry, PointsEntryKind, PointsLot, PointsSettings
@@ -46,7 +48,11 @@ class Posting:
 
 
 def points_settings(session: Session) -> PointsSettings:
-    """The mall's points rules; the defaults until an operator saves their own."""
+    """The mall's points rules; the defaults until an operator saves their own. Read-only (cached)."""
+    return reference_cache.cached(session, "points_settings", reference_cache.RULES, _load_settings)
+
+
+def _load_settings(session: Session) -> PointsSettings:
     return session.get(PointsSettings, 1) or PointsSettings.with_defaults()
 
 
@@ -71,28 +77,44 @@ def existing_entry(session: Session, posting: Posting) -> PointsEntry | None:
     return entry
 
 
-def earn(session: Session, posting: Posting, *, at: MallTime, settings: PointsSettings) -> PointsEntry:
-    """Credit points. Outstanding debt is repaid first; the rest becomes a lot that expires per the rules."""
+def earn(
+    session: Session,
+    posting: Posting,
+    *,
+    at: MallTime,
+    settings: PointsSettings,
+    locked_member: Member | None = None,
+) -> PointsEntry:
+    """Credit points. Outstanding debt is repaid first; the rest becomes a lot that expires per the rules.
+
+    A caller that already holds the member's lock (`lock_member`) and posts under a key that
+    cannot exist yet (one naming a row it has just inserted) passes the member: no re-read, no
+    re-lock. The unique key still guarantees the posting happens once.
+    """
     if posting.points <= 0:
         raise ValueError("earn() needs a positive amount")
-    if entry := existing_entry(session, posting):
-        return entry
-    balance, debt = lock_account(session, posting.member_id)
+    if locked_member is not None:
+        balance, debt = locked_member.points_balance, locked_member.points_debt
+    else:
+        if entry := existing_entry(session, posting):
+            return entry
+        balance, debt = lock_account(session, posting.member_id)
     repaid = min(debt, posting.points)
     spendable = posting.points - repaid
-    _set_account(session, posting.member_id, balance + spendable, debt - repaid)
+    _set_account(session, posting.member_id, balance + spendable, debt - repaid, member=locked_member)
     entry = _write_entry(session, posting, posting.points, balance + spendable, debt - repaid, at)
     if spendable:
-        session.add(
+        insert_row(
+            session,
             PointsLot(
                 member_id=posting.member_id,
                 entry_id=entry.id,
                 earned=spendable,
                 remaining=spendable,
                 expires_on=expiry_date(settings, at.today),
-            )
+                created_at=at.now,
+            ),
         )
-    session.flush()
     return entry
 
 
@@ -180,6 +202,37 @@ def members_with_due_lots(session: Session, *, at: MallTime, limit: int) -> list
     )
 
 
+# The hot paths' statements are built once: building a statement costs more CPU than sending it.
+_LOCK_MEMBER = (
+    select(Member)
+    .where(Member.id == bindparam("member_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_SUM_OF_DAY = (
+    select(func.coalesce(func.sum(PointsEntry.delta), 0))
+    .where(
+        PointsEntry.member_id == bindparam("member_id"),
+        PointsEntry.kind == bindparam("kind"),
+        PointsEntry.business_date == bindparam("business_date"),
+    )
+    .with_for_update()
+)
+_SET_ACCOUNT = (
+    update(Member)
+    .where(Member.id == bindparam("member_id"))
+    .values(points_balance=bindparam("balance"), points_debt=bindparam("debt"))
+)
+
+
+def lock_member(session: Session, member_id: int) -> Member:
+    """The member, freshly read and locked until the transaction ends (see `lock_account`)."""
+    member = session.scalars(_LOCK_MEMBER, {"member_id": member_id}).one_or_none()
+    if member is None:
+        raise NotFound("会员不存在")
+    return member
+
+
 def lock_account(session: Session, member_id: int) -> tuple[int, int]:
     """(balance, debt) of the member, with the row locked until the transaction ends."""
     row = session.execute(
@@ -192,27 +245,18 @@ def lock_account(session: Session, member_id: int) -> tuple[int, int]:
 
 def locked_sum(session: Session, member_id: int, kind: PointsEntryKind, business_date: date) -> int:
     """Points of one kind posted today; call after lock_account so that it cannot go stale."""
-    return int(
-        session.scalar(
-            select(func.coalesce(func.sum(PointsEntry.delta), 0))
-            .where(
-                PointsEntry.member_id == member_id,
-                PointsEntry.kind == kind,
-                PointsEntry.business_date == business_date,
-            )
-            .with_for_update()
-        )
-        or 0
-    )
+    params = {"member_id": member_id, "kind": kind, "business_date": business_date}
+    return int(session.connection().scalar(_SUM_OF_DAY, params) or 0)
 
 
-def _set_account(session: Session, member_id: int, balance: int, debt: int) -> None:
-    session.execute(
-        update(Member)
-        .where(Member.id == member_id)
-        .values(points_balance=balance, points_debt=debt)
-        .execution_options(synchronize_session=False)
-    )
+def _set_account(
+    session: Session, member_id: int, balance: int, debt: int, *, member: Member | None = None
+) -> None:
+    """Write the new balance; keeps `member` (if the caller holds it) in step without dirtying it."""
+    session.connection().execute(_SET_ACCOUNT, {"member_id": member_id, "balance": balance, "debt": debt})
+    if member is not None:
+        set_committed_value(member, "points_balance", balance)
+        set_committed_value(member, "points_debt", debt)
 
 
 def _drain_lots(session: Session, member_id: int, points: int, *, first_entry_id: int | None = None) -> None:
@@ -255,13 +299,12 @@ def _write_entry(
         business_date=at.today,
         created_at=at.now,
     )
-    session.add(entry)
     try:
-        session.flush()
+        session.flush()  # what the caller added first, e.g. today's check-in, may itself be a repeat
+        return insert_row(session, entry)
     except IntegrityError as exc:
         # A concurrent posting with the same key won; a fresh transaction will find it.
         raise RetryableConflict() from exc
-    return entry
 
 
 def verify_ledger(session: Session) -> list[str]:

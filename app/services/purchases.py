@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import RetryableConflict
+from app import reference_cache
+from app.db import RetryableConflict, insert_row
 from app.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from app.mall_time import MallTime
 from app.models import (
@@ -24,7 +25,6 @@ from app.models import (
     Staff,
     StaffRole,
     Store,
-    Tier,
     TierChange,
 )
 from app.services import member_codes, points, tiers
@@ -80,10 +80,14 @@ def check_store_access(staff: Staff, store_id: int) -> None:
         raise StoreNotAllowed()
 
 
+_PURCHASE_BY_RECEIPT = select(Purchase).where(
+    Purchase.store_id == bindparam("store_id"), Purchase.receipt_no == bindparam("receipt_no")
+)
+
+
 def find_purchase(session: Session, store_id: int, receipt_no: str) -> Purchase | None:
-    return session.scalars(
-        select(Purchase).where(Purchase.store_id == store_id, Purchase.receipt_no == receipt_no)
-    ).one_or_none()
+    params = {"store_id": store_id, "receipt_no": receipt_no}
+    return session.scalars(_PURCHASE_BY_RECEIPT, params).one_or_none()
 
 
 def check_repeat(existing: Purchase, new: NewPurchase) -> None:
@@ -98,38 +102,28 @@ def record_purchase(
 ) -> PurchaseResult:
     """Record a sale once per (store, receipt); for a member, credit its points and maybe upgrade the tier.
 
-    Raises RetryableConflict if a concurrent request records the same receipt first.
+    A repeat (a retry, or a concurrent request for the same receipt) returns the recorded purchase.
     """
     check_store_access(staff, new.store_id)
-    if existing := find_purchase(session, new.store_id, new.receipt_no):
-        check_repeat(existing, new)
-        return PurchaseResult(existing, created=False, member=_member(session, existing.member_id))
-
-    store = session.get(Store, new.store_id)
+    store = store_by_id(session, new.store_id)
     if store is None:
         raise NotFound("门店不存在")
-    if new.member_id is not None:
-        # Lock the member before inserting rows that reference it: the foreign key check
-        # takes a shared lock on the member row, and upgrading it later would deadlock.
-        points.lock_account(session, new.member_id)
-    purchase = Purchase(
-        member_id=new.member_id,
-        store_id=store.id,
-        receipt_no=new.receipt_no,
-        amount_fen=new.amount_fen,
-        staff_id=staff.id,
-        purchased_at=new.paid_at or at.now,
+    # Lock the member before inserting rows that reference it: the foreign key check
+    # takes a shared lock on the member row, and upgrading it later would deadlock.
+    member = points.lock_member(session, new.member_id) if new.member_id is not None else None
+    earned = (
+        purchase_points(session, member, store, new.amount_fen, at=at, settings=settings) if member else 0
     )
-    session.add(purchase)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise RetryableConflict() from exc
-    if new.member_id is None:
+    purchase = _insert_purchase(session, new, staff=staff, at=at, points_earned=earned)
+    if purchase is None:  # a repeat: the receipt is known
+        existing = find_purchase(session, new.store_id, new.receipt_no)
+        if existing is None:
+            raise RetryableConflict()
+        check_repeat(existing, new)
+        return PurchaseResult(existing, created=False, member=_member(session, existing.member_id))
+    if member is None:
         return PurchaseResult(purchase, created=True, member=None)
 
-    member = session.get_one(Member, new.member_id, populate_existing=True)
-    earned = purchase_points(session, member, store, purchase.amount_fen, at=at, settings=settings)
     if earned:
         points.earn(
             session,
@@ -144,11 +138,44 @@ def record_purchase(
             ),
             at=at,
             settings=settings,
+            locked_member=member,
         )
-        purchase.points_earned = earned
     tier_change = tiers.upgrade_after_purchase(session, member, at=at)
     session.flush()
     return PurchaseResult(purchase, created=True, member=member, tier_change=tier_change)
+
+
+def _insert_purchase(
+    session: Session, new: NewPurchase, *, staff: Staff, at: MallTime, points_earned: int
+) -> Purchase | None:
+    """The new purchase, or None when its (store, receipt) is already recorded.
+
+    Inserting first and looking up only on a duplicate saves the lookup on every new receipt;
+    a concurrent first insert of the same receipt makes this one wait, then fail as a duplicate.
+    """
+    purchase = Purchase(
+        member_id=new.member_id,
+        store_id=new.store_id,
+        receipt_no=new.receipt_no,
+        amount_fen=new.amount_fen,
+        staff_id=staff.id,
+        purchased_at=new.paid_at or at.now,
+        points_earned=points_earned,
+        created_at=at.now,
+    )
+    try:
+        return insert_row(session, purchase)
+    except IntegrityError:
+        return None
+
+
+def store_by_id(session: Session, store_id: int) -> Store | None:
+    """A store, read-only (cached with the other reference data)."""
+    return reference_cache.cached(session, "stores", reference_cache.STORES, _load_stores).get(store_id)
+
+
+def _load_stores(session: Session) -> dict[int, Store]:
+    return {store.id: store for store in session.scalars(select(Store))}
 
 
 def credit_scanned_purchase(
@@ -172,8 +199,6 @@ def credit_scanned_purchase(
             return PurchaseResult(existing, created=False, member=_member(session, existing.member_id))
         member = member_codes.redeem_member_code(session, signer, member_code, staff_id=staff.id, at=at.now)
         new = replace(new, member_id=member.id)
-    elif new.member_id is not None and session.get(Member, new.member_id) is None:
-        raise NotFound("会员不存在")
     return record_purchase(session, new, staff=staff, at=at, settings=settings)
 
 
@@ -186,9 +211,9 @@ def purchase_points(
     """
     if amount_fen < settings.purchase_min_amount_fen:
         return 0
-    rate = _rate_for(session, store.category)
+    rate = earning_rate_for(session, store.category)
     base = amount_fen // rate.spend_unit_fen * rate.points_per_unit
-    tier_percent = session.get_one(Tier, member.tier_id).points_multiplier_percent
+    tier_percent = tiers.tier_of(session, member.tier_id).points_multiplier_percent
     earned = base * tier_percent * _promotion_percent(session, store.category, at) // 10_000
     if settings.purchase_daily_cap_points:
         already = points.locked_sum(session, member.id, PointsEntryKind.PURCHASE, at.today)
@@ -261,30 +286,31 @@ def _member(session: Session, member_id: int | None) -> Member | None:
     return session.get(Member, member_id) if member_id is not None else None
 
 
-def _rate_for(session: Session, category: str) -> EarningRate:
-    rates = {
-        rate.category: rate
-        for rate in session.scalars(
-            select(EarningRate).where(EarningRate.category.in_([category, EarningRate.DEFAULT_CATEGORY]))
-        )
-    }
+def earning_rate_for(session: Session, category: str) -> EarningRate:
+    """The rate of a store category, else the default one, else 1 point per yuan."""
+    rates = reference_cache.cached(session, "earning_rates", reference_cache.RULES, _load_rates)
     return rates.get(category) or rates.get(EarningRate.DEFAULT_CATEGORY) or _FALLBACK_RATE
+
+
+def _load_rates(session: Session) -> dict[str, EarningRate]:
+    return {rate.category: rate for rate in session.scalars(select(EarningRate))}
 
 
 def _promotion_percent(session: Session, category: str, at: MallTime) -> int:
     """The best running promotion for this category; promotions do not stack."""
-    best = session.scalar(
-        select(PointsPromotion.multiplier_percent)
-        .where(
-            PointsPromotion.is_active.is_(True),
-            PointsPromotion.starts_on <= at.today,
-            PointsPromotion.ends_on >= at.today,
-            (PointsPromotion.category.is_(None)) | (PointsPromotion.category == category),
-        )
-        .order_by(PointsPromotion.multiplier_percent.desc())
-        .limit(1)
+    promotions = reference_cache.cached(
+        session, "active_promotions", reference_cache.RULES, _load_active_promotions
     )
-    return int(best or 100)
+    running = [
+        promotion.multiplier_percent
+        for promotion in promotions
+        if promotion.starts_on <= at.today <= promotion.ends_on and promotion.category in (None, category)
+    ]
+    return max(running, default=100)
+
+
+def _load_active_promotions(session: Session) -> list[PointsPromotion]:
+    return list(session.scalars(select(PointsPromotion).where(PointsPromotion.is_active.is_(True))))
 
 
 def _yuan(fen: int) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from app import reference_cache
 from app.mall_time import MallTime
 from app.models import Member, Purchase, Tier, TierChange
 
@@ -26,19 +27,27 @@ class TierProgress:
 
 
 def tiers_by_rank(session: Session) -> list[Tier]:
+    """Every tier, lowest first. Read-only (cached): edit tiers through rows you load yourself."""
+    return reference_cache.cached(session, "tiers_by_rank", reference_cache.TIERS, _load_tiers)
+
+
+def tier_of(session: Session, tier_id: int) -> Tier:
+    return next(tier for tier in tiers_by_rank(session) if tier.id == tier_id)
+
+
+def _load_tiers(session: Session) -> list[Tier]:
     return list(session.scalars(select(Tier).order_by(Tier.rank)))
+
+
+_ROLLING_SPEND = select(func.coalesce(func.sum(Purchase.amount_fen - Purchase.refunded_fen), 0)).where(
+    Purchase.member_id == bindparam("member_id"), Purchase.purchased_at >= bindparam("since")
+)
 
 
 def rolling_spend_fen(session: Session, member_id: int, *, at: MallTime) -> int:
     """Net spend (after refunds) over the last 12 months."""
-    return int(
-        session.scalar(
-            select(func.coalesce(func.sum(Purchase.amount_fen - Purchase.refunded_fen), 0)).where(
-                Purchase.member_id == member_id, Purchase.purchased_at >= at.now - ROLLING_WINDOW
-            )
-        )
-        or 0
-    )
+    params = {"member_id": member_id, "since": at.now - ROLLING_WINDOW}
+    return int(session.connection().scalar(_ROLLING_SPEND, params) or 0)
 
 
 def qualifying_tier(tiers: list[Tier], spend_fen: int) -> Tier:
@@ -50,9 +59,11 @@ def qualifying_tier(tiers: list[Tier], spend_fen: int) -> Tier:
 def upgrade_after_purchase(session: Session, member: Member, *, at: MallTime) -> TierChange | None:
     """Move the member up at once if their rolling spend now reaches a better tier; never down."""
     tiers = tiers_by_rank(session)
+    current = next(tier for tier in tiers if tier.id == member.tier_id)
+    if current is tiers[-1]:
+        return None  # nothing above: no need to sum the year's spend
     spend = rolling_spend_fen(session, member.id, at=at)
     target = qualifying_tier(tiers, spend)
-    current = next(tier for tier in tiers if tier.id == member.tier_id)
     if target.rank <= current.rank:
         return None
     return _change_tier(session, member, current, target, reason="purchase", spend=spend, at=at)

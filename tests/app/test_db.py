@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import ConcurrentUpdate, RetryableConflict, run_transaction, transaction
+from app.db import ConcurrentUpdate, RetryableConflict, insert_row, run_transaction, transaction
 from app.models import Store
 from tests import factories
 
@@ -73,3 +74,27 @@ def test_other_database_errors_are_not_retried(app: Flask) -> None:
         run_transaction(broken, app=app)
 
     assert len(calls) == 1
+
+
+def test_insert_row_writes_defaults_and_leaves_the_row_in_the_session_as_loaded(
+    app: Flask, session: Session
+) -> None:
+    with transaction(app) as work:
+        store = insert_row(work, Store(code="S-1", name="喜茶 🍵", category="餐饮"))
+        assert store.id is not None and store.created_at is not None  # the Python default, applied
+        assert work.get(Store, store.id) is store  # held as loaded: no second copy, no SELECT
+        store.floor = "B1"  # and changes to it flush as an UPDATE
+
+    saved = session.get_one(Store, store.id)
+    assert (saved.name, saved.floor) == ("喜茶 🍵", "B1")
+    assert abs(saved.created_at - store.created_at).total_seconds() < 1  # MariaDB keeps whole seconds
+
+
+def test_insert_row_raises_on_a_duplicate_and_the_transaction_goes_on(app: Flask, session: Session) -> None:
+    with transaction(app) as work:
+        insert_row(work, Store(code="S-1", name="一店", category="餐饮"))
+        with pytest.raises(IntegrityError):
+            insert_row(work, Store(code="S-1", name="重复", category="餐饮"))
+        insert_row(work, Store(code="S-2", name="二店", category="餐饮"))
+
+    assert session.scalars(select(Store.name).order_by(Store.code)).all() == ["一店", "二店"]
