@@ -48,6 +48,7 @@ class Options:
     threads: int
     loadgen: str
     empty_ledger: bool
+    paced_rate: int
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -75,6 +76,13 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--empty-ledger",
         action="store_true",
         help="seed members without welcome points (no ledger entries at all before the run)",
+    )
+    parser.add_argument(
+        "--paced-rate",
+        type=int,
+        default=150,
+        help="after the saturated app run, measure latency with the clients pausing between requests "
+        "so that they offer this many req/s in all (wrk only; 0 skips it; default 150)",
     )
     args = parser.parse_args(argv)
     if make_url(args.database_url).get_backend_name() not in {"mysql", "mariadb"}:
@@ -169,6 +177,27 @@ def main(argv: list[str] | None = None) -> int:
 
         app_meter = harness.app_cpu_meter(server.pid, database_meter, use_wrk=use_wrk)
         app_side = measured_side("app", app, mall, options, http_run, app_meter)
+        paced: Measurement | None = None
+        if use_wrk and options.paced_rate:
+            log(f"app: {options.clients} clients offering {options.paced_rate} req/s for {options.seconds} s")
+            paced = loadgen.run_wrk(
+                server.base_url,
+                token,
+                traffic,
+                clients=options.clients,
+                seconds=options.seconds,
+                receipt_prefix="P",
+                offered_rate=options.paced_rate,
+            )
+            paced_problems = benchdb.ledger_problems(app)
+            log(f"app (paced): ledger {'clean' if not paced_problems else 'NOT CLEAN'}")
+            app_side = Side(
+                app_side.name,
+                app_side.measurement,
+                app_side.cpu,
+                app_side.deadlocks,
+                app_side.ledger_problems + paced_problems,
+            )
         server.report_unhandled_errors("app (incl. warm-up)")
 
     context = baseline.Context(
@@ -195,6 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         f"load average before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f}"
     )
     print_table(app_side, base_side)
+    if paced is not None:
+        print(
+            f"app (HTTP) paced: {options.clients} clients pausing between requests, offering "
+            f"{options.paced_rate} req/s: {paced.per_second:.1f} req/s, p50 {paced.p50_ms:.1f} ms, "
+            f"p99 {paced.p99_ms:.1f} ms (target < {TARGET_P99_MS:.0f}: "
+            f"{'met' if paced.p99_ms < TARGET_P99_MS else 'MISSED'}), errors {paced.errors}"
+        )
     clean = not app_side.ledger_problems and not base_side.ledger_problems
     print(f"points ledger after each side (verify_ledger): {'clean' if clean else 'NOT CLEAN'}")
     return 0 if clean else 1

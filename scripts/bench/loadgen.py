@@ -11,6 +11,7 @@ import random
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -126,9 +127,40 @@ def run_wrk(
     seconds: int,
     receipt_prefix: str,
     threads: int = 1,
+    offered_rate: int = 0,
 ) -> Measurement:
-    """wrk with `clients` keep-alive connections; earn.lua makes each request body."""
+    """wrk with `clients` keep-alive connections; earn.lua makes each request body.
+
+    With `offered_rate` (requests/s over all clients), each connection waits a random pause
+    (mean clients / rate) after each response, like a counter between two customers, so the
+    latency measured is service time plus the queueing that rate causes, not a saturated queue.
+    """
     stores = ",".join(str(store_id) for store_id in traffic.store_ids)
+    script = LUA_SCRIPT
+    with tempfile.TemporaryDirectory() as scratch:
+        if offered_rate:
+            mean_pause_ms = max(1, round(clients * 1000 / offered_rate))
+            script = Path(scratch) / "paced.lua"
+            script.write_text(
+                f'dofile("{LUA_SCRIPT}")\nfunction delay() return math.random(0, {2 * mean_pause_ms}) end\n',
+                encoding="utf-8",
+            )
+        return _run_wrk_purchases(
+            base_url, token, traffic, stores, script, clients, seconds, receipt_prefix, threads
+        )
+
+
+def _run_wrk_purchases(
+    base_url: str,
+    token: str,
+    traffic: Traffic,
+    stores: str,
+    script: Path,
+    clients: int,
+    seconds: int,
+    receipt_prefix: str,
+    threads: int,
+) -> Measurement:
     completed = subprocess.run(
         [
             "wrk",
@@ -136,7 +168,7 @@ def run_wrk(
             f"--connections={clients}",
             f"--duration={seconds}s",
             "--timeout=10s",
-            f"--script={LUA_SCRIPT}",
+            f"--script={script}",
             base_url + PURCHASE_PATH,
             "--",
             token,
