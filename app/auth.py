@@ -15,8 +15,10 @@ from typing import Any, TypeVar, cast
 from flask import g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
-from app.db import transaction
+from app import reference_cache
+from app.db import seed_request_sessions, transaction
 from app.errors import AuthExpired, AuthInvalid, AuthRequired, Forbidden
 from app.extensions import settings
 from app.models import Operator, Staff, StaffRole
@@ -81,10 +83,19 @@ _CALLER_BY_ID = {
 
 
 def _active_caller(model: type[Caller], audience: Audience) -> Caller:
+    """The caller's row, from this process's copy while the staff version holds (so a deactivation
+    still applies at once); the versions read here serve the request's unit of work too."""
     subject_id = _subject_from_request(audience)
-    with transaction() as session:
+
+    def load(session: Session) -> Caller | None:
         found = session.scalars(_CALLER_BY_ID[model], {"subject_id": subject_id}).one_or_none()
-    caller = cast(Caller | None, found)
+        return cast(Caller | None, found)
+
+    with transaction() as session:
+        caller = reference_cache.cached(
+            session, f"{model.__tablename__}:{subject_id}", reference_cache.STAFF, load
+        )
+        seed_request_sessions(reference_cache.versions_read(session))
     if caller is None or not caller.is_active:
         raise AuthInvalid()
     return caller

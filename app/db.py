@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, ClassVar, TypeVar, cast
 
-from flask import Flask, current_app
+from flask import Flask, current_app, g, has_request_context
 from sqlalchemy import DateTime, Engine, Enum, Insert, MetaData, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -124,9 +124,20 @@ def bound_database(app: Flask | None = None) -> BoundDatabase:
 
 @contextmanager
 def transaction(app: Flask | None = None) -> Iterator[Session]:
-    """One unit of work: commit when the block ends, roll back if it raises."""
-    with bound_database(app).sessionmaker.begin() as session:
+    """One unit of work: commit when the block ends, roll back if it raises.
+
+    Within a request, the session starts with `g.session_info` (see `seed_request_sessions`).
+    """
+    seed = g.get("session_info") if has_request_context() else None
+    make_session = bound_database(app).sessionmaker
+    session = make_session(info=dict(seed)) if seed else make_session()
+    with session, session.begin():
         yield session
+
+
+def seed_request_sessions(info: dict[str, Any]) -> None:
+    """What every later session of this request starts with in its `info`, e.g. facts already read."""
+    g.session_info = info
 
 
 class RetryableConflict(Exception):

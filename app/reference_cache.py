@@ -20,13 +20,23 @@ from typing import Any, TypeVar
 from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.models import EarningRate, PointsPromotion, PointsSettings, ReferenceVersion, Store, Tier
+from app.models import (
+    EarningRate,
+    Operator,
+    PointsPromotion,
+    PointsSettings,
+    ReferenceVersion,
+    Staff,
+    Store,
+    Tier,
+)
 
 T = TypeVar("T")
 
 RULES = "points_rules"
 TIERS = "tiers"
 STORES = "stores"
+STAFF = "staff"  # staff and operators, cached one by one for the auth check of every request
 
 # The group whose version a write to each table bumps.
 GROUP_OF_TABLE: dict[str, str] = {
@@ -35,6 +45,8 @@ GROUP_OF_TABLE: dict[str, str] = {
     PointsPromotion.__tablename__: RULES,
     Tier.__tablename__: TIERS,
     Store.__tablename__: STORES,
+    Staff.__tablename__: STAFF,
+    Operator.__tablename__: STAFF,
 }
 
 _CACHE_KEY = "reference_cache"
@@ -87,6 +99,15 @@ def cached(session: Session, key: str, group: str, load: Callable[[Session], T])
         value = load(loader)
     cache.store(key, version, value)
     return value
+
+
+def versions_read(session: Session) -> dict[str, Any]:
+    """The versions this session has read, as `info` for later sessions of the same request, so
+    that they reuse them instead of asking again. Empty if it has read none or written any."""
+    versions = session.info.get(_VERSIONS_KEY)
+    if versions is None or session.info.get(_WROTE_KEY):
+        return {}
+    return {_VERSIONS_KEY: versions}
 
 
 _ALL_VERSIONS = select(ReferenceVersion.name, ReferenceVersion.version)

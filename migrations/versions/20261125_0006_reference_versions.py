@@ -17,7 +17,7 @@ down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-GROUPS = ("points_rules", "tiers", "stores")
+GROUPS = ("points_rules", "tiers", "stores", "staff")
 
 
 def upgrade() -> None:

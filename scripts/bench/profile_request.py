@@ -129,7 +129,7 @@ def main() -> None:
     per_request = {kind: n / args.requests for kind, n in sorted(kinds.items())}
     print(f"sequential, unprofiled: {wall_ms:.2f} ms wall, {plain_cpu_ms:.2f} ms CPU per request")
     print(
-        f"SQL round trips per request (+1 COM_PING per pool checkout from pool_pre_ping, not listed): "
+        f"SQL round trips per request (COMMITs included): "
         f"{len(statements) / args.requests:.1f} "
         + ", ".join(f"{kind} {n:.1f}" for kind, n in per_request.items())
     )

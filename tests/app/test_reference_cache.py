@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app import create_app
 from app.config import Config
 from app.db import bound_database, transaction
-from app.models import EarningRate, ReferenceVersion, StaffRole
+from app.models import EarningRate, ReferenceVersion, Staff, StaffRole
 from app.reference_cache import RULES, TIERS
 from app.services import purchases
 from tests import factories
@@ -129,3 +129,25 @@ def test_writes_bump_their_group_and_rolled_back_writes_poison_nothing(
     versions_after = dict(session.execute(select(ReferenceVersion.name, ReferenceVersion.version)).all())
     assert versions_after[TIERS] == versions_before.get(TIERS, 0) + 1
     assert buy(client, mall, member["id"], 10_000, "R-5")["member"]["tier"]["name"] == "普卡会员"
+
+
+def test_deactivating_staff_refuses_their_next_request_in_every_worker(
+    client: FlaskClient, other_worker: Flask, mall: dict, session: Session
+) -> None:
+    headers = bearer(staff_login(client, "staff01"))
+    other = other_worker.test_client()
+
+    def scan() -> int:
+        response = other.post("/api/staff/v1/member-codes/verify", json={"code": "?"}, headers=headers)
+        return response.status_code
+
+    assert scan() == 400  # let in (the code itself is bad); the worker now holds a copy of the staff row
+
+    staff = session.scalars(select(Staff).where(Staff.wecom_userid == "staff01")).one()
+    staff.role = StaffRole.ADVISOR
+    session.commit()
+    assert scan() == 403
+
+    staff.is_active = False
+    session.commit()
+    assert scan() == 401
