@@ -183,18 +183,20 @@ def insert_row(session: Session, row: RowT) -> RowT:
 
     For hot paths: a unit-of-work flush of one object costs about three times the CPU of this.
     Column defaults are applied here, so the object shows every value it was written with.
+    Objects already pending in the session are flushed first (the row may reference them).
     Raises IntegrityError like a flush would; the session's transaction stays usable.
     """
+    session.flush()
     table = cast(Table, row.__table__)
     values: dict[str, Any] = {}
     for column in table.columns:
         value = getattr(row, column.key)
-        if value is None and column.primary_key:
-            continue
+        if value is None and (column.primary_key or column.server_default is not None):
+            continue  # the database fills it in; read on first access
         if value is None and column.default is not None:
             default = column.default
             value = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
-            setattr(row, column.key, value)
+        setattr(row, column.key, value)  # set even when None: marks it loaded, not expired
         values[column.key] = value
     result = session.connection().execute(_insert_statement(type(row)), values)
     for column, value in zip(table.primary_key, result.inserted_primary_key or (), strict=True):

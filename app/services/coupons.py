@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, union_all, update
+from sqlalchemy import bindparam, func, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import RetryableConflict
+from app.db import RetryableConflict, insert_row
 from app.errors import Conflict, DomainError, Forbidden, NotFound
 from app.mall_time import MallTime
 from app.models import (
@@ -26,7 +26,6 @@ from app.models import (
     CouponSource,
     CouponStatus,
     CouponTemplate,
-    Member,
     ParkingPayment,
     ParkingPaymentCoupon,
     ParkingPaymentStatus,
@@ -147,25 +146,27 @@ def claim(
     Points and stock move in this one transaction: both or neither.
     """
     key = f"claim:{member_id}:{request_key}"
-    if existing := _coupon_by_key(session, key):
-        if existing.template_id != template_id:
+    # Most of a flash claim's requests end in this one narrow read: sold out, or a retry.
+    glance = (
+        session.connection().execute(_CLAIM_GLANCE, {"template_id": template_id, "key": key}).one_or_none()
+    )
+    if glance is not None and glance.coupon_id is not None:
+        if glance.coupon_template_id != template_id:
             raise IssueKeyConflict()
-        return existing, False
-    template = session.get(CouponTemplate, template_id)
-    if template is None or template.status is TemplateStatus.DRAFT:
+        return session.get_one(Coupon, glance.coupon_id), False
+    if glance is None or glance.status is TemplateStatus.DRAFT:
         raise CouponTemplateNotFound()
-    if template.status is not TemplateStatus.ACTIVE:
+    if glance.status is not TemplateStatus.ACTIVE:
         raise CouponNotAvailable()
-    if (template.claim_starts_at and at.now < template.claim_starts_at) or (
-        template.claim_ends_at and at.now >= template.claim_ends_at
+    if (glance.claim_starts_at and at.now < glance.claim_starts_at) or (
+        glance.claim_ends_at and at.now >= glance.claim_ends_at
     ):
         raise OutsideClaimWindow()
-    if template.remaining_stock <= 0:
-        # Most of a flash claim's requests end here: refused without taking any lock.
-        raise SoldOut()
+    if glance.remaining_stock <= 0:
+        raise SoldOut()  # without taking any lock
+    template = session.get_one(CouponTemplate, template_id)
     # A concurrent request with the same key loses on the unique key below and is retried.
-    points.lock_account(session, member_id)
-    member = session.get_one(Member, member_id)
+    member = points.lock_member(session, member_id)
     if template.eligible_tier_ids and member.tier_id not in template.eligible_tier_ids:
         raise NotEligible()
     _check_member_limits(session, template, member_id, at)
@@ -434,8 +435,36 @@ def verify_coupons(session: Session) -> list[str]:
     return problems
 
 
+# The template's claimability and any coupon already issued under the request's key, in one row.
+_CLAIM_GLANCE = (
+    select(
+        CouponTemplate.status,
+        CouponTemplate.remaining_stock,
+        CouponTemplate.claim_starts_at,
+        CouponTemplate.claim_ends_at,
+        Coupon.id.label("coupon_id"),
+        Coupon.template_id.label("coupon_template_id"),
+    )
+    .outerjoin(Coupon, Coupon.idempotency_key == bindparam("key"))
+    .where(CouponTemplate.id == bindparam("template_id"))
+)
+_COUPON_BY_KEY = select(Coupon).where(Coupon.idempotency_key == bindparam("key"))
+_HELD_OF_TEMPLATE = select(Coupon.issued_on).where(
+    Coupon.template_id == bindparam("template_id"), Coupon.member_id == bindparam("member_id")
+)
+_TAKE_STOCK = (
+    update(CouponTemplate)
+    .where(
+        CouponTemplate.id == bindparam("template_id"),
+        CouponTemplate.remaining_stock > 0,
+        CouponTemplate.status == TemplateStatus.ACTIVE,
+    )
+    .values(remaining_stock=CouponTemplate.remaining_stock - 1)
+)
+
+
 def _coupon_by_key(session: Session, key: str) -> Coupon | None:
-    return session.scalars(select(Coupon).where(Coupon.idempotency_key == key)).one_or_none()
+    return session.scalars(_COUPON_BY_KEY, {"key": key}).one_or_none()
 
 
 def _check_member_limits(session: Session, template: CouponTemplate, member_id: int, at: MallTime) -> None:
@@ -446,9 +475,8 @@ def _check_member_limits(session: Session, template: CouponTemplate, member_id: 
     """
     if not (template.per_member_limit or template.per_member_daily_limit):
         return
-    held = session.scalars(
-        select(Coupon.issued_on).where(Coupon.template_id == template.id, Coupon.member_id == member_id)
-    ).all()
+    params = {"template_id": template.id, "member_id": member_id}
+    held = session.connection().scalars(_HELD_OF_TEMPLATE, params).all()
     if template.per_member_limit and len(held) >= template.per_member_limit:
         raise LimitReached()
     if template.per_member_daily_limit and held.count(at.today) >= template.per_member_daily_limit:
@@ -456,17 +484,8 @@ def _check_member_limits(session: Session, template: CouponTemplate, member_id: 
 
 
 def _take_stock(session: Session, template_id: int) -> None:
-    taken = session.execute(
-        update(CouponTemplate)
-        .where(
-            CouponTemplate.id == template_id,
-            CouponTemplate.remaining_stock > 0,
-            CouponTemplate.status == TemplateStatus.ACTIVE,
-        )
-        .values(remaining_stock=CouponTemplate.remaining_stock - 1)
-        .execution_options(synchronize_session=False)
-    )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
+    taken = session.connection().execute(_TAKE_STOCK, {"template_id": template_id})
+    if taken.rowcount != 1:
         raise SoldOut()
 
 
@@ -492,12 +511,10 @@ def _issue(
         issued_on=at.today,
         **template.terms(),
     )
-    session.add(coupon)
     try:
-        session.flush()
+        return insert_row(session, coupon)
     except IntegrityError as exc:
         raise RetryableConflict() from exc
-    return coupon
 
 
 def _validity(template: CouponTemplate, at: MallTime) -> tuple[datetime, datetime]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -166,8 +166,11 @@ def _insert(session: Session, row: Member | WeChatAccount) -> None:
         raise RetryableConflict() from exc
 
 
+_MEMBER_OF_ACCOUNT = select(WeChatAccount.member_id).where(WeChatAccount.id == bindparam("account_id"))
+
+
 def member_id_of_account(session: Session, wechat_account_id: int) -> int:
-    member_id = session.scalar(select(WeChatAccount.member_id).where(WeChatAccount.id == wechat_account_id))
+    member_id = session.connection().scalar(_MEMBER_OF_ACCOUNT, {"account_id": wechat_account_id})
     if member_id is None:
         raise MemberNotRegistered()
     return member_id

@@ -233,11 +233,16 @@ def lock_member(session: Session, member_id: int) -> Member:
     return member
 
 
+_LOCK_ACCOUNT = (
+    select(Member.points_balance, Member.points_debt)
+    .where(Member.id == bindparam("member_id"))
+    .with_for_update()
+)
+
+
 def lock_account(session: Session, member_id: int) -> tuple[int, int]:
     """(balance, debt) of the member, with the row locked until the transaction ends."""
-    row = session.execute(
-        select(Member.points_balance, Member.points_debt).where(Member.id == member_id).with_for_update()
-    ).one_or_none()
+    row = session.connection().execute(_LOCK_ACCOUNT, {"member_id": member_id}).one_or_none()
     if row is None:
         raise NotFound("会员不存在")
     return row.points_balance, row.points_debt
@@ -300,7 +305,7 @@ def _write_entry(
         created_at=at.now,
     )
     try:
-        session.flush()  # what the caller added first, e.g. today's check-in, may itself be a repeat
+        # Flushes what the caller added first too, e.g. today's check-in, which may itself be a repeat.
         return insert_row(session, entry)
     except IntegrityError as exc:
         # A concurrent posting with the same key won; a fresh transaction will find it.

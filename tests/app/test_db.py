@@ -95,6 +95,7 @@ def test_insert_row_raises_on_a_duplicate_and_the_transaction_goes_on(app: Flask
         insert_row(work, Store(code="S-1", name="一店", category="餐饮"))
         with pytest.raises(IntegrityError):
             insert_row(work, Store(code="S-1", name="重复", category="餐饮"))
-        insert_row(work, Store(code="S-2", name="二店", category="餐饮"))
+        second = insert_row(work, Store(code="S-2", name="二店", category="餐饮"))
 
+    assert second.floor is None  # unset, yet readable once the session is gone: nothing left expired
     assert session.scalars(select(Store.name).order_by(Store.code)).all() == ["一店", "二店"]
