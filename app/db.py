@@ -128,11 +128,19 @@ def transaction(app: Flask | None = None) -> Iterator[Session]:
 
     Within a request, the session starts with `g.session_info` (see `seed_request_sessions`).
     """
-    seed = g.get("session_info") if has_request_context() else None
+    in_request = has_request_context()
+    seed = g.get("session_info") if in_request else None
     make_session = bound_database(app).sessionmaker
     session = make_session(info=dict(seed)) if seed else make_session()
     with session, session.begin():
         yield session
+    if in_request and session.info.get(DROP_REQUEST_SEED):
+        g.pop("session_info", None)
+
+
+# Set in a session's info by a unit of work that made the request's seed stale (e.g. it changed
+# what the seed describes): the request's later sessions then start unseeded.
+DROP_REQUEST_SEED = "drop_request_seed"
 
 
 def seed_request_sessions(info: dict[str, Any]) -> None:

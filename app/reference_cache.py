@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
+from app.db import DROP_REQUEST_SEED
 from app.models import (
     EarningRate,
     Operator,
@@ -156,4 +157,5 @@ def bump_versions(session: Session, groups: Iterable[str]) -> None:
                 .prefix_with("OR IGNORE", dialect="sqlite")
             )
     session.info[_WROTE_KEY] = True
+    session.info[DROP_REQUEST_SEED] = True  # the versions other sessions of this request got are old now
     session.info.pop(_VERSIONS_KEY, None)

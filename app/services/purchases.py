@@ -163,6 +163,7 @@ def _insert_purchase(
         points_earned=points_earned,
         created_at=at.now,
     )
+    session.flush()  # rows added earlier fail on their own, never as a "duplicate receipt"
     try:
         return insert_row(session, purchase)
     except IntegrityError:

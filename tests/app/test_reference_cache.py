@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from app import create_app
+from app import create_app, reference_cache
 from app.config import Config
-from app.db import bound_database, transaction
+from app.db import bound_database, seed_request_sessions, transaction
 from app.models import EarningRate, ReferenceVersion, Staff, StaffRole
 from app.reference_cache import RULES, TIERS
 from app.services import purchases
@@ -151,3 +151,19 @@ def test_deactivating_staff_refuses_their_next_request_in_every_worker(
     staff.is_active = False
     session.commit()
     assert scan() == 401
+
+
+def test_a_request_that_changes_rules_reads_its_own_change_in_later_units_of_work(
+    app: Flask, client: FlaskClient, mall: dict
+) -> None:
+    _, member = registered_shopper(client, "o-cache", "13500135001")
+    buy(client, mall, member["id"], 10_000, "R-1")  # the process's copy of the rates is warm
+
+    with app.test_request_context():
+        with transaction() as first:
+            purchases.earning_rate_for(first, "餐饮")
+            seed_request_sessions(reference_cache.versions_read(first))  # as the auth check does
+        with transaction() as edit:
+            edit.add(EarningRate(category="餐饮", spend_unit_fen=100, points_per_unit=4))
+        with transaction() as later:
+            assert purchases.earning_rate_for(later, "餐饮").points_per_unit == 4
