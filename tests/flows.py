@@ -43,3 +43,21 @@ def operator_login(client: FlaskClient, username: str = "ops", password: str = "
     response = client.post("/api/admin/v1/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.get_json()
     return str(response.get_json()["token"])
+
+
+def credited_purchase(
+    client: FlaskClient, staff_userid: str, *, store_id: int, member_id: int, amount_fen: int, receipt_no: str
+) -> dict[str, Any]:
+    """A purchase credited at the counter by `staff_userid` (logged in afresh); the 201 response body."""
+    response = client.post(
+        "/api/staff/v1/purchases",
+        json={
+            "member_id": member_id,
+            "store_id": store_id,
+            "receipt_no": receipt_no,
+            "amount_fen": amount_fen,
+        },
+        headers=bearer(staff_login(client, staff_userid)),
+    )
+    assert response.status_code == 201, response.get_json()
+    return dict(response.get_json())

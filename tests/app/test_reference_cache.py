@@ -22,7 +22,7 @@ from app.models import EarningRate, ReferenceVersion, Staff, StaffRole
 from app.reference_cache import RULES, TIERS
 from app.services import purchases
 from tests import factories
-from tests.flows import bearer, operator_login, registered_shopper, staff_login
+from tests.flows import bearer, credited_purchase, operator_login, registered_shopper, staff_login
 
 API = "/api/admin/v1"
 
@@ -44,18 +44,14 @@ def other_worker(config: Config) -> Iterator[Flask]:
 
 
 def buy(client: FlaskClient, mall: dict, member_id: int, amount_fen: int, receipt_no: str) -> dict:
-    response = client.post(
-        "/api/staff/v1/purchases",
-        json={
-            "member_id": member_id,
-            "store_id": mall["food"].id,
-            "receipt_no": receipt_no,
-            "amount_fen": amount_fen,
-        },
-        headers=bearer(staff_login(client, "staff01")),
+    return credited_purchase(
+        client,
+        "staff01",
+        store_id=mall["food"].id,
+        member_id=member_id,
+        amount_fen=amount_fen,
+        receipt_no=receipt_no,
     )
-    assert response.status_code == 201, response.get_json()
-    return dict(response.get_json())
 
 
 def statements_during(app: Flask, action: Any) -> list[str]:

@@ -26,7 +26,7 @@ from app.models import (
     TierChange,
 )
 from tests import factories
-from tests.flows import bearer, operator_login, registered_shopper, staff_login
+from tests.flows import bearer, credited_purchase, operator_login, registered_shopper
 
 API = "/api/admin/v1"
 WELCOME = PointsSettings.DEFAULTS["welcome_points"]
@@ -62,18 +62,15 @@ def today(app: Flask) -> date:
 
 def buy(client: FlaskClient, mall: dict, member_id: int, amount_fen: int, receipt_no: str) -> int:
     """A purchase at the 餐饮 store, credited by its counter staff; the points it earned."""
-    response = client.post(
-        "/api/staff/v1/purchases",
-        json={
-            "member_id": member_id,
-            "store_id": mall["food"].id,
-            "receipt_no": receipt_no,
-            "amount_fen": amount_fen,
-        },
-        headers=bearer(staff_login(client, "staff01")),
+    body = credited_purchase(
+        client,
+        "staff01",
+        store_id=mall["food"].id,
+        member_id=member_id,
+        amount_fen=amount_fen,
+        receipt_no=receipt_no,
     )
-    assert response.status_code == 201, response.get_json()
-    return int(response.get_json()["purchase"]["points_earned"])
+    return int(body["purchase"]["points_earned"])
 
 
 def adjust(
