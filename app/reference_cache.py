@@ -69,9 +69,6 @@ class ReferenceCache:
         """What a sessionmaker passes to its sessions so that `cached` finds this cache."""
         return {_CACHE_KEY: self}
 
-    def clear(self) -> None:
-        self._values.clear()
-
     def lookup(self, key: str, version: int) -> tuple[bool, Any]:
         held = self._values.get(key)
         if held is not None and held[0] == version:

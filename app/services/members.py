@@ -202,10 +202,10 @@ def member_profile(session: Session, member_id: int) -> Member:
 
 
 def _entry_tier(session: Session) -> Tier:
-    tier = session.scalars(select(Tier).order_by(Tier.rank).limit(1)).first()
-    if tier is None:
+    ladder = tiers.tiers_by_rank(session)
+    if not ladder:
         raise ValidationFailed("会员等级尚未配置，请联系商场运营")
-    return tier
+    return ladder[0]
 
 
 def _scene_by_value(session: Session, scene: str | None) -> QrScene | None:
