@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from app.config import INSTANCE_DIR, Config
 
@@ -21,6 +22,7 @@ def create_app(config: Config | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
     app.config.update(config.flask_settings())
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.session_interface = _SessionOnlyWhenSent()
     _configure_logging(app)
 
     init_extensions(app, config)
@@ -33,3 +35,13 @@ def create_app(config: Config | None = None) -> Flask:
 def _configure_logging(app: Flask) -> None:
     if not app.debug and not app.testing and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+class _SessionOnlyWhenSent(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, minus building a signer for every API call that sends no
+    session cookie (bearer-token clients never do)."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)

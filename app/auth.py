@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any, TypeVar, cast
 
 from flask import g, request
@@ -33,7 +33,12 @@ class Audience(enum.StrEnum):
 
 
 def _serializer(audience: Audience) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings().SECRET_KEY, salt=f"mallmember-auth-{audience}")
+    return _serializer_for(settings().SECRET_KEY, audience)
+
+
+@lru_cache(maxsize=16)
+def _serializer_for(secret_key: str, audience: Audience) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt=f"mallmember-auth-{audience}")
 
 
 def issue_token(audience: Audience, subject_id: int) -> tuple[str, int]:

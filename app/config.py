@@ -42,6 +42,9 @@ class Config:
     PRIVACY_POLICY_VERSION: str = "2026-11"
     ADMIN_LOGIN_MAX_FAILURES: int = 5
     ADMIN_LOGIN_LOCKOUT_SECONDS: int = 900
+    # How long a worker refuses claims on a sold-out coupon without asking the database (needs
+    # REDIS_URL; 0 turns it off). Stock an operator adds becomes claimable within this time.
+    SOLD_OUT_MEMORY_MS: int = 1000
 
     WECHAT_APPID: str = "wxsandbox0000000001"
     WECHAT_SECRET: str = "sandbox-wechat-secret"

@@ -23,6 +23,7 @@ from app.mall_time import MallTime
 from app.pii import PhoneVault
 from app.ratelimit import LoginThrottle
 from app.reference_cache import ReferenceCache
+from app.services.coupon_claims import ClaimShortcut
 from app.services.member_codes import MemberCodeSigner
 
 
@@ -38,6 +39,7 @@ class Extensions:
     coupon_code_signer: MemberCodeSigner
     mall_tz: ZoneInfo
     carpark: CarParkClient
+    claim_shortcut: ClaimShortcut
 
 
 def init_extensions(app: Flask, config: Config) -> None:
@@ -85,6 +87,7 @@ def init_extensions(app: Flask, config: Config) -> None:
             signing_key=config.CARPARK_SIGNING_KEY,
             timeout=config.CARPARK_TIMEOUT_SECONDS,
         ),
+        claim_shortcut=ClaimShortcut(redis_client, memory_ms=config.SOLD_OUT_MEMORY_MS),
     )
 
 

@@ -89,7 +89,24 @@ def cached(session: Session, key: str, group: str, load: Callable[[Session], T])
     cache: ReferenceCache | None = session.info.get(_CACHE_KEY)
     if cache is None or session.info.get(_WROTE_KEY):
         return load(session)
-    version = _versions(session).get(group, 0)
+    return _through_cache(session, cache, key, _versions(session).get(group, 0), load)
+
+
+def cached_at_revision(session: Session, key: str, revision: int, load: Callable[[Session], T]) -> T:
+    """`load(session)`'s result, from this process's copy while `revision` is the one it was loaded at.
+
+    For rows that carry their own revision counter (bumped by every edit), read by the caller in
+    this transaction. The caller must not have edited the row in this transaction.
+    """
+    cache: ReferenceCache | None = session.info.get(_CACHE_KEY)
+    if cache is None:
+        return load(session)
+    return _through_cache(session, cache, key, revision, load)
+
+
+def _through_cache(
+    session: Session, cache: ReferenceCache, key: str, version: int, load: Callable[[Session], T]
+) -> T:
     found, value = cache.lookup(key, version)
     if found:
         return value

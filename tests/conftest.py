@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import redis
 from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
@@ -65,6 +66,23 @@ def config(database_url: str, sandbox: SandboxProcess) -> Config:
         # Short, so that tests of a car park that never answers stay quick.
         CARPARK_TIMEOUT_SECONDS=CARPARK_TIMEOUT_SECONDS,
     )
+
+
+# A Redis database of its own, emptied by the tests that use it.
+TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def redis_config(config: Config) -> Config:
+    """`config` with Redis, for tests of what Redis adds; skipped where no Redis runs."""
+    connection = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        connection.flushdb()
+    except redis.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    finally:
+        connection.close()
+    return config.with_overrides(REDIS_URL=TEST_REDIS_URL)
 
 
 @pytest.fixture

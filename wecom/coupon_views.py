@@ -21,7 +21,7 @@ blp = Blueprint(
 @blp.route("/coupon-redemptions", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @staff_required(StaffRole.STORE_STAFF, StaffRole.MANAGER)
-@blp.arguments(CouponRedemptionIn)
+@blp.arguments(CouponRedemptionIn())
 @blp.response(201, CouponRedemptionOut)
 def redeem(args: dict[str, Any]) -> coupons.Redemption:
     """扫券核销：校验归属、有效期、适用门店与使用门槛，返回应抵扣金额；每张券只能核销一次"""

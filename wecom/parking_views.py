@@ -53,7 +53,7 @@ class PlateRecordOut(ma.Schema):
 @blp.route("/parking/records", methods=["GET"])
 @blp.doc(security=BEARER_SECURITY)
 @staff_required()
-@blp.arguments(PlateRecordArgs, location="query")
+@blp.arguments(PlateRecordArgs(), location="query")
 @blp.response(200, PlateRecordOut)
 def plate_record(args: dict[str, Any]) -> parking.PlateRecord:
     """按车牌查询绑定会员（手机号脱敏）与最近的停车缴费记录，供服务台解答顾客疑问"""

@@ -27,7 +27,7 @@ blp = Blueprint("staff", __name__, url_prefix="/api/staff/v1", description="员�
 
 
 @blp.route("/auth/login", methods=["POST"])
-@blp.arguments(WeComLoginIn)
+@blp.arguments(WeComLoginIn())
 @blp.response(200, StaffLoginOut)
 def login(args: dict[str, Any]) -> dict[str, Any]:
     """用企业微信网页授权 code 登录；非本商场员工返回 403"""
@@ -40,7 +40,7 @@ def login(args: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/member-codes/verify", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @staff_required(StaffRole.STORE_STAFF, StaffRole.MANAGER)
-@blp.arguments(MemberCodeIn)
+@blp.arguments(MemberCodeIn())
 @blp.response(200, MemberSummaryOut)
 def verify_member_code(args: dict[str, Any]) -> members.MemberCard:
     """扫描会员码：返回会员概要；每个会员码只能使用一次"""
@@ -58,7 +58,7 @@ def verify_member_code(args: dict[str, Any]) -> members.MemberCard:
 @blp.route("/purchases", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @staff_required(StaffRole.STORE_STAFF, StaffRole.MANAGER)
-@blp.arguments(PurchaseIn)
+@blp.arguments(PurchaseIn())
 @blp.response(201, PurchaseResultOut, description="新登记的消费")
 @blp.alt_response(200, schema=PurchaseResultOut, description="同一小票重复提交：返回原记录")
 def record_purchase(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -99,7 +99,7 @@ def record_purchase(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
 @blp.route("/purchases/<int:purchase_id>/refunds", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @staff_required(StaffRole.STORE_STAFF, StaffRole.MANAGER)
-@blp.arguments(RefundIn)
+@blp.arguments(RefundIn())
 @blp.response(201, RefundOut, description="新登记的退货")
 @blp.alt_response(200, schema=RefundOut, description="同一退货单号重复提交：返回原记录")
 def refund_purchase(args: dict[str, Any], purchase_id: int) -> tuple[dict[str, Any], int]:

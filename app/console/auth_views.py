@@ -17,7 +17,7 @@ blp = Blueprint("admin_auth", __name__, url_prefix="/api/admin/v1", description=
 
 
 @blp.route("/auth/login", methods=["POST"])
-@blp.arguments(OperatorLoginIn)
+@blp.arguments(OperatorLoginIn())
 @blp.response(200, OperatorLoginOut)
 def login(args: dict[str, Any]) -> dict[str, Any]:
     """用户名密码登录；连续失败将被暂时锁定"""

@@ -27,7 +27,7 @@ blp = Blueprint(
 @blp.route("/coupon-templates", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(AdminCouponTemplateIn)
+@blp.arguments(AdminCouponTemplateIn())
 @blp.response(201, AdminCouponTemplateOut)
 def create_coupon_template(args: dict[str, Any]) -> CouponTemplate:
     """新建券模板（草稿状态，启用后才能领取或发放）；有效期为固定起止时间或领取后 N 天，二选一"""
@@ -38,7 +38,7 @@ def create_coupon_template(args: dict[str, Any]) -> CouponTemplate:
 @blp.route("/coupon-templates", methods=["GET"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(AdminCouponTemplatePageArgs, location="query")
+@blp.arguments(AdminCouponTemplatePageArgs(), location="query")
 @blp.response(200, AdminCouponTemplateOut(many=True))
 def list_coupon_templates(args: dict[str, Any]) -> list[CouponTemplate]:
     """券模板列表（新建的在前），可按状态筛选"""
@@ -64,7 +64,7 @@ def get_coupon_template(template_id: int) -> CouponTemplate:
 @blp.route("/coupon-templates/<int:template_id>", methods=["PUT"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(AdminCouponTemplateIn)
+@blp.arguments(AdminCouponTemplateIn())
 @blp.response(200, AdminCouponTemplateOut)
 def update_coupon_template(args: dict[str, Any], template_id: int) -> CouponTemplate:
     """修改券模板（需提交全部字段）；已发放的券不受影响。总库存不能少于已发放数量，已结束的模板不能修改"""
@@ -102,7 +102,7 @@ def end_coupon_template(template_id: int) -> CouponTemplate:
 @blp.route("/coupon-campaigns", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(AdminCampaignIn)
+@blp.arguments(AdminCampaignIn())
 @blp.response(201, AdminCampaignOut)
 def create_campaign(args: dict[str, Any]) -> campaigns.CampaignProgress:
     """向一批会员发券：后台分批执行（每分钟调度），中断后可继续，不会重复发放"""

@@ -37,7 +37,7 @@ def get_parking_rules() -> ParkingRules:
 @blp.route("/parking-rules", methods=["PUT"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(ParkingRulesIn)
+@blp.arguments(ParkingRulesIn())
 @blp.response(200, ParkingRulesOut)
 def save_parking_rules(args: dict[str, Any]) -> ParkingRules:
     """保存停车抵扣规则（需提交全部字段）；对此后的报价生效"""
@@ -51,7 +51,7 @@ def save_parking_rules(args: dict[str, Any]) -> ParkingRules:
 @blp.route("/parking-payments", methods=["GET"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(ParkingPaymentArgs, location="query")
+@blp.arguments(ParkingPaymentArgs(), location="query")
 @blp.response(200, ParkingPaymentPageOut)
 def list_parking_payments(args: dict[str, Any]) -> dict[str, Any]:
     """停车缴费记录（新的在前），可按状态、车牌、会员、营业日筛选"""

@@ -27,7 +27,7 @@ def _rules(args: dict[str, Any]) -> partners.PartnerRules:
 @blp.route("/partners", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(PartnerIn)
+@blp.arguments(PartnerIn())
 @blp.response(201, PartnerWithSecretOut)
 def create_partner(args: dict[str, Any]) -> Partner:
     """新建合作方：返回签名密钥（仅此一次）；编码重复返回 409"""
@@ -48,7 +48,7 @@ def list_partners() -> list[Partner]:
 @blp.route("/partners/<int:partner_id>", methods=["PUT"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(PartnerUpdateIn)
+@blp.arguments(PartnerUpdateIn())
 @blp.response(200, PartnerOut)
 def update_partner(args: dict[str, Any], partner_id: int) -> Partner:
     """修改合作方的名称、积分规则、每日上限或启用状态（对之后的活动生效）"""

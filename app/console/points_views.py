@@ -49,7 +49,7 @@ def get_points_settings() -> PointsSettings:
 @blp.route("/points-settings", methods=["PUT"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(PointsSettingsIn)
+@blp.arguments(PointsSettingsIn())
 @blp.response(200, PointsSettingsOut)
 def save_points_settings(args: dict[str, Any]) -> PointsSettings:
     """保存积分基础规则（需提交全部字段）；对此后的积分变动生效"""
@@ -73,7 +73,7 @@ def list_earning_rates() -> list[EarningRate]:
 @blp.route("/earning-rates", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(EarningRateIn)
+@blp.arguments(EarningRateIn())
 @blp.response(201, EarningRateOut)
 def create_earning_rate(args: dict[str, Any]) -> EarningRate:
     """新增业态积分规则；同一业态只能有一条"""
@@ -84,7 +84,7 @@ def create_earning_rate(args: dict[str, Any]) -> EarningRate:
 @blp.route("/earning-rates/<int:rate_id>", methods=["PUT"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(EarningRateIn)
+@blp.arguments(EarningRateIn())
 @blp.response(200, EarningRateOut)
 def update_earning_rate(args: dict[str, Any], rate_id: int) -> EarningRate:
     """修改业态积分规则"""
@@ -115,7 +115,7 @@ def list_points_promotions() -> list[PointsPromotion]:
 @blp.route("/points-promotions", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(PointsPromotionIn)
+@blp.arguments(PointsPromotionIn())
 @blp.response(201, PointsPromotionOut)
 def create_points_promotion(args: dict[str, Any]) -> PointsPromotion:
     """新增积分倍率活动；同时进行的多个活动取倍率最高的一个，不叠加"""
@@ -126,7 +126,7 @@ def create_points_promotion(args: dict[str, Any]) -> PointsPromotion:
 @blp.route("/points-promotions/<int:promotion_id>", methods=["PUT"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(PointsPromotionIn)
+@blp.arguments(PointsPromotionIn())
 @blp.response(200, PointsPromotionOut)
 def update_points_promotion(args: dict[str, Any], promotion_id: int) -> PointsPromotion:
     """修改积分倍率活动（可用 is_active 暂停）"""
@@ -157,7 +157,7 @@ def list_check_in_bonuses() -> list[CheckInStreakBonus]:
 @blp.route("/check-in-bonuses", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(CheckInBonusIn)
+@blp.arguments(CheckInBonusIn())
 @blp.response(201, CheckInBonusOut)
 def create_check_in_bonus(args: dict[str, Any]) -> CheckInStreakBonus:
     """新增连续签到奖励：连续签到第 N 天额外奖励积分"""
@@ -187,7 +187,7 @@ def member_points(member_id: int) -> points.PointsSummary:
 @blp.route("/members/<int:member_id>/points/entries", methods=["GET"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(AdminEntriesPageArgs, location="query")
+@blp.arguments(AdminEntriesPageArgs(), location="query")
 @blp.response(200, AdminPointsEntriesOut)
 def member_points_entries(args: dict[str, Any], member_id: int) -> dict[str, Any]:
     """会员的积分明细（新的在前），含经办员工与运营；用 next_cursor 翻页"""
@@ -203,8 +203,8 @@ def member_points_entries(args: dict[str, Any], member_id: int) -> dict[str, Any
 @blp.route("/members/<int:member_id>/points-adjustments", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(PointsAdjustmentIn)
-@blp.arguments(IdempotencyKeyHeaders, location="headers")
+@blp.arguments(PointsAdjustmentIn())
+@blp.arguments(IdempotencyKeyHeaders(), location="headers")
 @blp.response(201, AdminPointsEntryOut, description="积分明细中的调整记录；同一请求编号重复提交返回同一条")
 def adjust_member_points(args: dict[str, Any], headers: dict[str, Any], member_id: int) -> PointsEntry:
     """人工调整会员积分（须填写原因，记录经办运营）；扣减不能超过可用积分"""

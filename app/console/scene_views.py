@@ -20,7 +20,7 @@ blp = Blueprint("admin_qr_scenes", __name__, url_prefix="/api/admin/v1", descrip
 @blp.route("/qr-scenes", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(QrSceneIn)
+@blp.arguments(QrSceneIn())
 @blp.response(201, QrSceneOut)
 def create_qr_scene(args: dict[str, Any]) -> QrScene:
     """新建注册二维码场景（门店、导购、活动、海报、推荐）"""
@@ -31,7 +31,7 @@ def create_qr_scene(args: dict[str, Any]) -> QrScene:
 @blp.route("/qr-scenes", methods=["GET"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(PageArgs, location="query")
+@blp.arguments(PageArgs(), location="query")
 @blp.response(200, QrSceneOut(many=True))
 def list_qr_scenes(args: dict[str, Any]) -> list[QrScene]:
     """注册二维码场景列表（新建的在前）"""

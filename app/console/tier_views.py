@@ -28,7 +28,7 @@ def list_tiers() -> list[Tier]:
 @blp.route("/tiers", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(AdminTierIn)
+@blp.arguments(AdminTierIn())
 @blp.response(201, AdminTierOut)
 def create_tier(args: dict[str, Any]) -> Tier:
     """新增会员等级；升级门槛须随等级升高而提高。会员在下次消费或定期评级时进入新等级"""
@@ -39,7 +39,7 @@ def create_tier(args: dict[str, Any]) -> Tier:
 @blp.route("/tiers/<int:tier_id>", methods=["PUT"])
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
-@blp.arguments(AdminTierIn)
+@blp.arguments(AdminTierIn())
 @blp.response(200, AdminTierOut)
 def update_tier(args: dict[str, Any], tier_id: int) -> Tier:
     """修改会员等级（需提交全部字段）；权益立即生效，门槛在下次消费或定期评级时生效"""

@@ -10,8 +10,8 @@ import enum
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, event
+from sqlalchemy.orm import Mapped, mapped_column, object_session
 
 from app.db import TABLE_OPTIONS, Base, str_enum, utcnow
 
@@ -90,11 +90,21 @@ class CouponTemplate(CouponTerms, Base):
     claim_ends_at: Mapped[datetime | None]
     points_price: Mapped[int] = mapped_column(default=0)  # 0 = free to claim
     refund_points_on_expiry: Mapped[bool] = mapped_column(default=False)
+    # Bumped by every edit (never by stock moving), so that copies kept for claims know they are stale.
+    revision: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     def terms(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in TERM_COLUMNS}
+
+
+@event.listens_for(CouponTemplate, "before_update")
+def _bump_revision(_mapper: Any, _connection: Any, template: CouponTemplate) -> None:
+    session = object_session(template)
+    if session is not None and session.is_modified(template, include_collections=False):
+        # In SQL, so that concurrent edits each get their own number.
+        template.revision = CouponTemplate.revision + 1  # type: ignore[assignment]
 
 
 TERM_COLUMNS = (

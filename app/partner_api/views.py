@@ -69,7 +69,7 @@ blp = _SignedBlueprint(
 @blp.route("/activity-credits", methods=["POST"])
 @blp.doc(security=SIGNATURE_SECURITY, parameters=_SIGNATURE_HEADERS)
 @signing.partner_signature_required
-@blp.arguments(ActivityCreditIn)
+@blp.arguments(ActivityCreditIn())
 @blp.response(201, ActivityCreditOut, description="新登记的活动")
 @blp.alt_response(200, schema=ActivityCreditOut, description="同一事件重复提交：返回首次结果")
 def credit_activity(args: dict[str, Any]) -> tuple[dict[str, Any], int]:

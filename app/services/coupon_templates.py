@@ -167,6 +167,7 @@ def update_template(session: Session, template_id: int, values: TemplateValues) 
                 CouponTemplate.remaining_stock + (new_total - CouponTemplate.total_stock),
             ),
             (CouponTemplate.total_stock, new_total),
+            (CouponTemplate.revision, CouponTemplate.revision + 1),
             *((getattr(CouponTemplate, name), value) for name, value in columns.items()),
         )
         .execution_options(synchronize_session=False)

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, func, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import reference_cache
 from app.db import RetryableConflict, insert_row
 from app.errors import Conflict, DomainError, Forbidden, NotFound
 from app.mall_time import MallTime
@@ -26,6 +27,7 @@ from app.models import (
     CouponSource,
     CouponStatus,
     CouponTemplate,
+    Member,
     ParkingPayment,
     ParkingPaymentCoupon,
     ParkingPaymentStatus,
@@ -164,10 +166,10 @@ def claim(
         raise OutsideClaimWindow()
     if glance.remaining_stock <= 0:
         raise SoldOut()  # without taking any lock
-    template = session.get_one(CouponTemplate, template_id)
+    template = _template_at(session, template_id, glance.revision)
     # A concurrent request with the same key loses on the unique key below and is retried.
-    member = points.lock_member(session, member_id)
-    if template.eligible_tier_ids and member.tier_id not in template.eligible_tier_ids:
+    tier_id = _lock_member_tier(session, member_id)
+    if template.eligible_tier_ids and tier_id not in template.eligible_tier_ids:
         raise NotEligible()
     _check_member_limits(session, template, member_id, at)
     _take_stock(session, template.id)
@@ -442,12 +444,14 @@ _CLAIM_GLANCE = (
         CouponTemplate.remaining_stock,
         CouponTemplate.claim_starts_at,
         CouponTemplate.claim_ends_at,
+        CouponTemplate.revision,
         Coupon.id.label("coupon_id"),
         Coupon.template_id.label("coupon_template_id"),
     )
     .outerjoin(Coupon, Coupon.idempotency_key == bindparam("key"))
     .where(CouponTemplate.id == bindparam("template_id"))
 )
+_LOCK_MEMBER_TIER = select(Member.tier_id).where(Member.id == bindparam("member_id")).with_for_update()
 _COUPON_BY_KEY = select(Coupon).where(Coupon.idempotency_key == bindparam("key"))
 _HELD_OF_TEMPLATE = select(Coupon.issued_on).where(
     Coupon.template_id == bindparam("template_id"), Coupon.member_id == bindparam("member_id")
@@ -461,6 +465,27 @@ _TAKE_STOCK = (
     )
     .values(remaining_stock=CouponTemplate.remaining_stock - 1)
 )
+
+
+def _template_at(session: Session, template_id: int, revision: int) -> CouponTemplate:
+    """The template's terms and limits, from this process's copy while its revision holds (a flash
+    claim's winners would otherwise each read the whole row). Its stock and status are stale: read
+    those fresh."""
+    return reference_cache.cached_at_revision(
+        session,
+        f"coupon_template:{template_id}",
+        revision,
+        lambda loader: loader.get_one(CouponTemplate, template_id),
+    )
+
+
+def _lock_member_tier(session: Session, member_id: int) -> int:
+    """The member's tier, with the member row locked until the transaction ends (claims of one
+    member serialise here)."""
+    tier_id = session.connection().scalar(_LOCK_MEMBER_TIER, {"member_id": member_id})
+    if tier_id is None:
+        raise NotFound("会员不存在")
+    return tier_id
 
 
 def _coupon_by_key(session: Session, key: str) -> Coupon | None:

@@ -16,7 +16,7 @@ blp = Blueprint("mp_auth", __name__, url_prefix="/api/mp/v1", description="小�
 
 
 @blp.route("/auth/login", methods=["POST"])
-@blp.arguments(WeChatLoginIn)
+@blp.arguments(WeChatLoginIn())
 @blp.response(200, LoginOut)
 def login(args: dict[str, Any]) -> dict[str, Any]:
     """用 wx.login() 的 code 登录；已注册时一并返回会员信息"""

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest import Blueprint
-from sqlalchemy.orm import Session
 
 from app import qr
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
-from app.db import run_transaction, transaction
+from app.db import transaction
 from app.extensions import extensions, mall_time
 from app.models import Coupon, CouponTemplate
-from app.services import coupons, members
+from app.services import coupon_claims, coupons, members
 from miniprogram_api.schemas import (
     ClaimableTemplateOut,
     ClaimHeaders,
@@ -37,25 +36,25 @@ def claimable_templates() -> list[CouponTemplate]:
 @blp.route("/coupon-templates/<int:template_id>/claims", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
-@blp.arguments(ClaimHeaders, location="headers")
+@blp.arguments(ClaimHeaders(), location="headers")
 @blp.response(201, CouponOut, description="领到的优惠券")
 @blp.alt_response(200, schema=CouponOut, description="同一请求编号重试：返回已领到的券")
 def claim(headers: dict[str, Any], template_id: int) -> tuple[Coupon, int]:
     """领券；积分商城的券同时扣除积分（要么都成功，要么都不发生）"""
-    at = mall_time()
-
-    def work(session: Session) -> tuple[Coupon, bool]:
-        member_id = members.member_id_of_account(session, current_wechat_account_id())
-        return coupons.claim(session, template_id, member_id, request_key=headers["idempotency_key"], at=at)
-
-    coupon, created = run_transaction(work)
+    coupon, created = coupon_claims.claim_for_shopper(
+        current_wechat_account_id(),
+        template_id,
+        request_key=headers["idempotency_key"],
+        at=mall_time(),
+        shortcut=extensions().claim_shortcut,
+    )
     return coupon, 201 if created else 200
 
 
 @blp.route("/me/coupons", methods=["GET"])
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
-@blp.arguments(MyCouponsArgs, location="query")
+@blp.arguments(MyCouponsArgs(), location="query")
 @blp.response(200, CouponOut(many=True))
 def my_coupons(args: dict[str, Any]) -> list[Coupon]:
     """我的优惠券（可用 / 已使用 / 已过期）"""

@@ -21,7 +21,7 @@ blp = Blueprint("mp_members", __name__, url_prefix="/api/mp/v1", description="�
 @blp.route("/members", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
-@blp.arguments(SignUpIn)
+@blp.arguments(SignUpIn())
 @blp.response(201, MemberOut, description="新注册的会员")
 @blp.alt_response(200, schema=MemberOut, description="已是会员（或手机号已在商场登记）：返回同一会员")
 def sign_up(args: dict[str, Any]) -> tuple[Member, int]:

@@ -49,7 +49,7 @@ def my_plates() -> list[MemberPlate]:
 @blp.route("/me/plates", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
-@blp.arguments(PlateIn)
+@blp.arguments(PlateIn())
 @blp.response(201, PlateOut, description="新绑定的车牌")
 @blp.alt_response(200, schema=PlateOut, description="该车牌已绑定在我名下")
 def bind_plate(args: dict[str, Any]) -> tuple[MemberPlate, int]:
@@ -86,7 +86,7 @@ class QuoteView:
 @blp.route("/me/parking/quote", methods=["GET"])
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
-@blp.arguments(QuoteArgs, location="query")
+@blp.arguments(QuoteArgs(), location="query")
 @blp.response(200, QuoteOut)
 def quote(args: dict[str, Any]) -> QuoteView:
     """查询停车费：入场时间、时长、费用，以及依次按等级免费时长、消费满额免费时长、停车券、积分抵扣后
@@ -114,8 +114,8 @@ def quote(args: dict[str, Any]) -> QuoteView:
 @blp.route("/me/parking/payments", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
-@blp.arguments(PaymentIn)
-@blp.arguments(PaymentHeaders, location="headers")
+@blp.arguments(PaymentIn())
+@blp.arguments(PaymentHeaders(), location="headers")
 @blp.response(201, PaymentOut, description="抵扣已被停车场接受（status=paid）")
 @blp.alt_response(202, schema=PaymentOut, description="停车场未及时答复（status=unknown），稍后自动核对")
 @blp.alt_response(200, schema=PaymentOut, description="同一请求编号重试：返回原缴费记录")

@@ -37,7 +37,7 @@ def my_points() -> points.PointsSummary:
 @blp.route("/me/points/entries", methods=["GET"])
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
-@blp.arguments(EntriesPageArgs, location="query")
+@blp.arguments(EntriesPageArgs(), location="query")
 @blp.response(200, PointsEntriesOut)
 def my_points_entries(args: dict[str, Any]) -> dict[str, Any]:
     """积分明细（新的在前）；用 next_cursor 翻页"""

@@ -57,9 +57,12 @@ class Mall:
     seeded_max_ids: dict[str, int]
 
 
-def bench_config(database_url: str) -> Config:
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+def bench_config(database_url: str, redis_url: str | None = None) -> Config:
     """Development defaults (an empty environ: a developer's .env must not change the figures)."""
-    return Config.from_env({}, APP_ENV="development", DATABASE_URL=database_url)
+    return Config.from_env({}, APP_ENV="development", DATABASE_URL=database_url, REDIS_URL=redis_url or None)
 
 
 def connect_server(url: URL, *, database: str | None = None) -> pymysql.Connection:
@@ -210,8 +213,8 @@ def rows_added(app: Flask, mall: Mall) -> dict[str, int]:
         }
 
 
-def build_app(database_url: str) -> Flask:
-    return create_app(bench_config(database_url))
+def build_app(database_url: str, redis_url: str | None = None) -> Flask:
+    return create_app(bench_config(database_url, redis_url))
 
 
 def seed_shoppers(app: Flask, mall: Mall) -> list[int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable
@@ -30,6 +31,7 @@ import claim_baseline  # noqa: E402
 import cpu  # noqa: E402
 import harness  # noqa: E402
 import loadgen  # noqa: E402
+import redis  # noqa: E402
 from flask import Flask  # noqa: E402
 from harness import log  # noqa: E402
 from loadgen import CountedRun  # noqa: E402
@@ -50,6 +52,8 @@ class Options:
     threads: int
     loadgen: str
     baseline_connections: int | None
+    redis_url: str
+    rounds: int
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -84,6 +88,14 @@ def parse_args(argv: list[str] | None = None) -> Options:
         type=int,
         default=None,
         help="connections the baseline's threads share (default: --clients, capped below max_connections)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=benchdb.DEFAULT_REDIS_URL,
+        help=f"the app's REDIS_URL, flushed first (default {benchdb.DEFAULT_REDIS_URL}; '' for none)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="app and baseline alternate this many times (default 3)"
     )
     args = parser.parse_args(argv)
     if make_url(args.database_url).get_backend_name() not in {"mysql", "mariadb"}:
@@ -143,17 +155,39 @@ def main(argv: list[str] | None = None) -> int:
 
     log(f"recreating {make_url(options.database_url).database} on MariaDB {version}, migrating, seeding")
     benchdb.recreate_database(options.database_url)
-    app = benchdb.build_app(options.database_url)
+    if options.redis_url:
+        redis.Redis.from_url(options.redis_url).flushdb()  # claim-key marks of earlier runs
+    app = benchdb.build_app(options.database_url, options.redis_url)
     mall = benchdb.seed(app, member_count=options.members)
     tokens = benchdb.shopper_tokens(app, benchdb.seed_shoppers(app, mall))
     secret_key = benchdb.bench_config(options.database_url).SECRET_KEY
     database_meter = harness.database_meter(options.database_url)
 
+    url = make_url(options.database_url)
+    tz = app.extensions["mallmember"].mall_tz
+
+    def baseline_run(template_id: int, requests: int, prefix: str) -> CountedRun:
+        return claim_baseline.run(
+            url,
+            template_id,
+            mall.member_ids,
+            tz,
+            clients=options.clients,
+            connections=connections,
+            total=requests,
+            key_prefix=prefix,
+        )
+
     load_before = os.getloadavg()[0]
+    rounds: list[tuple[Side, Side]] = []
     with (
         tempfile.NamedTemporaryFile("w", prefix="bench-tokens-", suffix=".txt") as token_file,
         harness.gunicorn(
-            options.database_url, workers=options.workers, threads=options.threads, secret_key=secret_key
+            options.database_url,
+            workers=options.workers,
+            threads=options.threads,
+            secret_key=secret_key,
+            redis_url=options.redis_url,
         ) as server,
     ):
         token_file.write("\n".join(tokens) + "\n")
@@ -179,77 +213,77 @@ def main(argv: list[str] | None = None) -> int:
                 key_prefix=prefix,
             )
 
-        app_meter = harness.app_cpu_meter(server.pid, database_meter, use_wrk=use_wrk)
-        app_side = measured_side("app", app, options, http_run, app_meter)
-        server.report_unhandled_errors("app (incl. warm-up)")
-
-    url = make_url(options.database_url)
-    tz = app.extensions["mallmember"].mall_tz
-
-    def baseline_run(template_id: int, requests: int, prefix: str) -> CountedRun:
-        return claim_baseline.run(
-            url,
-            template_id,
-            mall.member_ids,
-            tz,
-            clients=options.clients,
-            connections=connections,
-            total=requests,
-            key_prefix=prefix,
+        app_meter = harness.app_cpu_meter(
+            server.pid, database_meter, use_wrk=use_wrk, extra=harness.redis_meter(options.redis_url)
         )
-
-    baseline_meter: cpu.Meter = {"Python": cpu.own_seconds, **database_meter}
-    base_side = measured_side("baseline", app, options, baseline_run, baseline_meter)
+        baseline_meter: cpu.Meter = {"Python": cpu.own_seconds, **database_meter}
+        # Alternating, each side on templates of its own: a disturbance on this shared machine
+        # shows as one odd round instead of skewing one side.
+        for number in range(1, options.rounds + 1):
+            log(f"round {number} of {options.rounds}")
+            app_side = measured_side(f"app-{number}", app, options, http_run, app_meter)
+            base_side = measured_side(f"baseline-{number}", app, options, baseline_run, baseline_meter)
+            rounds.append((app_side, base_side))
+        server.report_unhandled_errors("app (incl. warm-up)")
 
     driver = "wrk, 1 thread, exact count" if use_wrk else "Python http.client threads, sharing the cores"
     print()
     print(
-        f"{options.requests} claims per side from {options.clients} clients, stock {options.stock}, "
-        f"limit 1 per member, {options.members} shoppers; gunicorn gthread {options.workers} workers x "
-        f"{options.threads} threads; load: {driver}; baseline: {options.clients} threads sharing "
-        f"{connections} connections"
+        f"{options.requests} claims per side and round from {options.clients} clients, "
+        f"stock {options.stock}, limit 1 per member, {options.members} shoppers; "
+        f"gunicorn gthread {options.workers} workers x {options.threads} threads; load: {driver}; "
+        f"baseline: {options.clients} threads sharing {connections} connections; "
+        f"app Redis: {options.redis_url or 'none'}"
     )
     print(
         f"{os.cpu_count()} cores; MariaDB {version}; "
         f"load average before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f}"
     )
-    print_table(app_side, base_side)
-    clean = not app_side.problems and not base_side.problems
+    print_table(rounds)
+    clean = not any(side.problems for both in rounds for side in both)
     print(f"verify_coupons and verify_ledger after each side: {'clean' if clean else 'NOT CLEAN'}")
     return 0 if clean else 1
 
 
-def print_table(app_side: Side, base_side: Side) -> None:
+def print_table(rounds: list[tuple[Side, Side]]) -> None:
     print(
-        f"{'side':<12}{'handled':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'issued':>8}{'sold out':>9}"
-        f"{'limit':>7}{'errors':>8}{'OVERSELL':>10}{'stock left':>11}"
+        f"{'round':<6}{'side':<12}{'handled':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'issued':>8}"
+        f"{'sold out':>9}{'limit':>7}{'errors':>8}{'OVERSELL':>10}{'stock left':>11}{'ratio':>7}"
     )
-    for label, side in (("app (HTTP)", app_side), ("baseline", base_side)):
-        run, stock = side.run, side.stock
-        m = run.measurement
-        print(
-            f"{label:<12}{m.requests:>8}{m.per_second:>9.1f}{m.p50_ms:>9.1f}{m.p99_ms:>9.1f}"
-            f"{stock.issued:>8}{run.count('sold_out'):>9}{run.count('limit'):>7}{m.errors:>8}"
-            f"{stock.oversold:>10}{stock.remaining:>11}"
-        )
-        odd = {k: v for k, v in run.outcomes.items() if k not in loadgen.OK_OUTCOMES}
-        if odd or run.count("retried"):
-            print(f"  {label}: other outcomes: {dict(odd, retried=run.count('retried'))}")
-    app_rate = app_side.run.measurement.per_second
-    base_rate = base_side.run.measurement.per_second
-    print(f"ratio app/baseline: {app_rate / base_rate if base_rate else 0.0:.2f}")
+    for number, (app_side, base_side) in enumerate(rounds, start=1):
+        for label, side in (("app (HTTP)", app_side), ("baseline", base_side)):
+            run, stock = side.run, side.stock
+            m = run.measurement
+            shown_ratio = f"{_ratio(app_side, base_side):>7.2f}" if side is app_side else ""
+            print(
+                f"{number:<6}{label:<12}{m.requests:>8}{m.per_second:>9.1f}{m.p50_ms:>9.1f}{m.p99_ms:>9.1f}"
+                f"{stock.issued:>8}{run.count('sold_out'):>9}{run.count('limit'):>7}{m.errors:>8}"
+                f"{stock.oversold:>10}{stock.remaining:>11}{shown_ratio}"
+            )
+            odd = {k: v for k, v in run.outcomes.items() if k not in loadgen.OK_OUTCOMES}
+            if odd or run.count("retried"):
+                print(f"  {label}: other outcomes: {dict(odd, retried=run.count('retried'))}")
+    app_rate = statistics.median(app.run.measurement.per_second for app, _ in rounds)
+    ratio = statistics.median(_ratio(app, base) for app, base in rounds)
+    print(f"median ratio app/baseline: {ratio:.2f}")
     print(
-        f"target >= {TARGET_RATE:,} handled requests/s on 2 cores: app {app_rate:,.0f} "
-        f"({'met' if app_rate >= TARGET_RATE else 'MISSED'})"
+        f"target >= {TARGET_RATE:,} handled requests/s on 2 cores: app {app_rate:,.0f} (median of "
+        f"{len(rounds)}; {'met' if app_rate >= TARGET_RATE else 'MISSED'})"
     )
     print("CPU ms per request (measured claims):")
-    for label, side in (("app (HTTP)", app_side), ("baseline", base_side)):
-        spent = side.cpu.per_request_ms(side.run.measurement.requests)
-        parts = ", ".join(f"{name} {ms:.2f}" for name, ms in spent.items())
-        print(
-            f"  {label:<12}{parts}; cores busy {side.cpu.cores_busy():.2f}"
-            f" (+ {side.cpu.other_cores_busy():.2f} by other processes)"
-        )
+    for number, both in enumerate(rounds, start=1):
+        for label, side in zip(("app (HTTP)", "baseline"), both, strict=True):
+            spent = side.cpu.per_request_ms(side.run.measurement.requests)
+            parts = ", ".join(f"{name} {ms:.2f}" for name, ms in spent.items())
+            print(
+                f"  {number} {label:<12}{parts}; cores busy {side.cpu.cores_busy():.2f}"
+                f" (+ {side.cpu.other_cores_busy():.2f} by other processes)"
+            )
+
+
+def _ratio(app_side: Side, base_side: Side) -> float:
+    base_rate = base_side.run.measurement.per_second
+    return app_side.run.measurement.per_second / base_rate if base_rate else 0.0
 
 
 if __name__ == "__main__":

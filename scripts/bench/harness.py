@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import benchdb
 import cpu
@@ -63,12 +64,21 @@ class Server:
 
 
 @contextmanager
-def gunicorn(database_url: str, *, workers: int, threads: int, secret_key: str) -> Iterator[Server]:
+def gunicorn(
+    database_url: str, *, workers: int, threads: int, secret_key: str, redis_url: str | None = None
+) -> Iterator[Server]:
     """The app under gunicorn (gthread) as a subprocess, logging to a temporary file; stopped afterwards.
 
+    Without `redis_url` the app runs without Redis, whatever the environment says.
     The log is deleted on the way out unless it recorded an HTTP 500."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "development", "SECRET_KEY": secret_key}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "APP_ENV": "development",
+        "SECRET_KEY": secret_key,
+        "REDIS_URL": redis_url or "",
+    }
     log_file = tempfile.NamedTemporaryFile(prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [
@@ -162,10 +172,21 @@ def database_meter(database_url: str) -> cpu.Meter:
     return {"MariaDB": lambda: cpu.process_seconds(pid)} if pid else {}
 
 
-def app_cpu_meter(server_pid: int, database: cpu.Meter, *, use_wrk: bool) -> cpu.Meter:
-    """CPU of the app side: the gunicorn tree, the database, and the load generator."""
+def redis_meter(redis_url: str | None) -> cpu.Meter:
+    """The Redis server's CPU time, when the app uses one on this machine."""
+    if not redis_url or urlsplit(redis_url).hostname not in LOCAL_HOSTS:
+        return {}
+    pid = cpu.find_process("redis-server")
+    return {"Redis": lambda: cpu.process_seconds(pid)} if pid else {}
+
+
+def app_cpu_meter(
+    server_pid: int, database: cpu.Meter, *, use_wrk: bool, extra: cpu.Meter | None = None
+) -> cpu.Meter:
+    """CPU of the app side: the gunicorn tree, the database (and `extra` servers), the load generator."""
     return {
         "Python": lambda: cpu.tree_seconds(server_pid),
         **database,
+        **(extra or {}),
         "load generator": cpu.waited_children_seconds if use_wrk else cpu.own_seconds,
     }

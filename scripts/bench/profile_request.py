@@ -1,10 +1,16 @@
-"""Where one purchase request spends its time: cProfile over sequential requests, in-process.
+"""Where one request spends its time: cProfile over sequential requests, in-process.
 
-    .venv/bin/python scripts/bench/profile_request.py [--requests 500] [--database-url ...]
+    .venv/bin/python scripts/bench/profile_request.py [--workload purchase|claim|sold-out-claim]
+        [--requests 500] [--database-url ...]
 
-Recreates and seeds the bench database like earn.py, then posts purchases through Flask's test client
-(everything but gunicorn's socket handling) one after another. Prints the SQL round trips per request,
-CPU time per request by package, and the top functions by own time and by cumulative time.
+Recreates and seeds the bench database like earn.py, then sends requests through Flask's test client
+(everything but gunicorn's socket handling) one after another:
+- `purchase` posts purchases as staff (earn.py's request);
+- `claim` has each shopper claim a coupon in stock (a flash claim's winners; at most `--members`
+  requests in all, warm-up included);
+- `sold-out-claim` has random shoppers claim a sold-out coupon (95 % of flash_claim.py's requests).
+Prints the SQL round trips per request, CPU time per request by package, and the top functions by own
+time and by cumulative time.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import random
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +64,44 @@ def layer_of(filename: str) -> str:
     return "other python"
 
 
+Workload = Callable[[int, str], None]
+
+
+def purchase_workload(app: Flask, mall: benchdb.Mall) -> Workload:
+    token = benchdb.staff_token(app, mall.staff_id)
+    return lambda count, prefix: post_purchases(app, token, mall, count, prefix)
+
+
+def claim_workload(app: Flask, mall: benchdb.Mall, *, sold_out: bool) -> Workload:
+    """Shoppers claim a coupon: one that is sold out (each gets 409), or one with stock for all of
+    them, one claim per shopper (each gets 201, so at most one request per seeded member)."""
+    tokens = benchdb.shopper_tokens(app, benchdb.seed_shoppers(app, mall))
+    stock = 0 if sold_out else len(tokens)
+    template_id = benchdb.create_flash_template(app, stock=stock, name="已抢光" if sold_out else "满100减20")
+    client = app.test_client()
+    shoppers = iter(tokens)
+    rng = random.Random(7)
+
+    def send(count: int, prefix: str) -> None:
+        for n in range(count):
+            token = rng.choice(tokens) if sold_out else next(shoppers)
+            response = client.post(
+                f"/api/mp/v1/coupon-templates/{template_id}/claims",
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": f"{prefix}-claim-{n:06d}"},
+            )
+            if response.status_code != (409 if sold_out else 201):
+                raise SystemExit(f"unexpected {response.status_code}: {response.get_data(as_text=True)}")
+
+    return send
+
+
+WORKLOADS: dict[str, Callable[[Flask, benchdb.Mall], Workload]] = {
+    "purchase": purchase_workload,
+    "claim": lambda app, mall: claim_workload(app, mall, sold_out=False),
+    "sold-out-claim": lambda app, mall: claim_workload(app, mall, sold_out=True),
+}
+
+
 def post_purchases(app: Flask, token: str, mall: benchdb.Mall, count: int, prefix: str) -> None:
     client = app.test_client()
     rng = random.Random(7)
@@ -88,12 +133,12 @@ def count_statements(app: Flask) -> list[str]:
     return statements
 
 
-def profile_with_pyinstrument(app: Flask, token: str, mall: benchdb.Mall, requests: int) -> None:
+def profile_with_pyinstrument(send: Workload, requests: int) -> None:
     from pyinstrument import Profiler  # optional: pip install pyinstrument
 
     profiler = Profiler(interval=0.0005)
     profiler.start()
-    post_purchases(app, token, mall, requests, "sampled")
+    send(requests, "sampled")
     profiler.stop()
     print(profiler.output_text(unicode=False, color=False, show_all=False))
 
@@ -102,8 +147,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="purchase")
     parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--members", type=int, default=2000, help="members to seed (default 2000)")
     parser.add_argument("--database-url", default=benchdb.DEFAULT_DATABASE_URL)
+    parser.add_argument(
+        "--redis-url",
+        default=benchdb.DEFAULT_REDIS_URL,
+        help=f"the app's REDIS_URL (default {benchdb.DEFAULT_REDIS_URL}; '' for none)",
+    )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument(
         "--pyinstrument",
@@ -113,14 +165,14 @@ def main() -> None:
     args = parser.parse_args()
 
     benchdb.recreate_database(args.database_url)
-    app = benchdb.build_app(args.database_url)
-    mall = benchdb.seed(app, member_count=2000)
-    token = benchdb.staff_token(app, mall.staff_id)
-    post_purchases(app, token, mall, 100, "warm")
+    app = benchdb.build_app(args.database_url, args.redis_url)
+    mall = benchdb.seed(app, member_count=args.members)
+    send = WORKLOADS[args.workload](app, mall)
+    send(100, "warm")
 
     statements = count_statements(app)
     began, began_cpu = time.perf_counter(), time.process_time()
-    post_purchases(app, token, mall, args.requests, "plain")
+    send(args.requests, "plain")
     wall_ms = (time.perf_counter() - began) * 1000 / args.requests
     plain_cpu_ms = (time.process_time() - began_cpu) * 1000 / args.requests
     kinds: dict[str, int] = defaultdict(int)
@@ -135,12 +187,12 @@ def main() -> None:
     )
 
     if args.pyinstrument:
-        profile_with_pyinstrument(app, token, mall, args.requests)
+        profile_with_pyinstrument(send, args.requests)
         return
     profiler = cProfile.Profile(time.process_time)  # CPU time: waiting on MariaDB is not counted
     began_cpu = time.process_time()
     profiler.enable()
-    post_purchases(app, token, mall, args.requests, "profiled")
+    send(args.requests, "profiled")
     profiler.disable()
     cpu_ms = (time.process_time() - began_cpu) * 1000 / args.requests
     print(f"profiled: {cpu_ms:.2f} ms CPU per request (with profiler overhead)\n")

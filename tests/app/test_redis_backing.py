@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-import redis
 from flask import Flask
 from sqlalchemy.orm import Session
 
@@ -12,19 +10,6 @@ from app.config import Config
 from app.extensions import extensions
 from app.sandbox import SandboxProcess
 from tests import factories
-
-# A database of its own, emptied by these tests.
-REDIS_URL = "redis://127.0.0.1:6379/15"
-
-
-@pytest.fixture
-def redis_config(config: Config) -> Config:
-    connection = redis.Redis.from_url(REDIS_URL)
-    try:
-        connection.flushdb()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    return config.with_overrides(REDIS_URL=REDIS_URL)
 
 
 def test_workers_share_one_wechat_access_token(

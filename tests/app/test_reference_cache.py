@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import create_app, reference_cache
@@ -23,6 +23,7 @@ from app.reference_cache import RULES, TIERS
 from app.services import purchases
 from tests import factories
 from tests.flows import bearer, credited_purchase, operator_login, registered_shopper, staff_login
+from tests.observe import statements_during
 
 API = "/api/admin/v1"
 
@@ -52,21 +53,6 @@ def buy(client: FlaskClient, mall: dict, member_id: int, amount_fen: int, receip
         amount_fen=amount_fen,
         receipt_no=receipt_no,
     )
-
-
-def statements_during(app: Flask, action: Any) -> list[str]:
-    seen: list[str] = []
-    engine = bound_database(app).engine
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(" ".join(statement.split()).lower())
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        action()
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    return seen
 
 
 def test_a_rate_changed_through_one_worker_applies_at_once_in_another(
