@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 import click
 from alembic import command
@@ -11,11 +14,11 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy.orm import Session
 
-from app import jobs
+from app import jobs, nightly
 from app.config import PROJECT_ROOT
 from app.db import transaction
-from app.extensions import extensions
-from app.services import coupons, points
+from app.extensions import extensions, mall_time
+from app.services import coupons, kpis, points
 
 
 def alembic_config(database_url: str) -> AlembicConfig:
@@ -57,9 +60,54 @@ def register_commands(app: Flask) -> None:
         """Check stock + issued == total and single use; exit 1 and list what is wrong if any fails."""
         _report_invariants(coupons.verify_coupons, "coupons OK")
 
+    tags_group = AppGroup("tags", help="Tags, RFM segments, lifecycle stages and KPIs.")
+
+    @tags_group.command("refresh")
+    @click.option(
+        "--batch-size", default=nightly.DEFAULT_BATCH_SIZE, show_default=True, help="members per transaction"
+    )
+    @click.option(
+        "--step",
+        "steps",
+        multiple=True,
+        type=click.Choice(nightly.STEPS),
+        help="only these steps (repeatable)",
+    )
+    def refresh_tags(batch_size: int, steps: tuple[str, ...]) -> None:
+        """The nightly refresh: statistics, lifecycle, RFM, tags, KPIs of today. Safe to stop and re-run."""
+        report = nightly.refresh(
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            mall_time(),
+            batch_size=batch_size,
+            steps=steps or nightly.STEPS,
+            progress=_ProgressBars(),
+        )
+        for step in report.steps:
+            click.echo(f"{step.name:<10}{step.seconds:>9.2f} s{step.rows:>12,} rows")
+        click.echo(
+            f"{'total':<10}{report.seconds:>9.2f} s   as of {report.as_of}: {report.transitions:,} lifecycle "
+            f"transitions, {report.tags_added:,} tags added, {report.tags_removed:,} removed"
+        )
+
+    kpis_group = AppGroup("kpis", help="Daily KPI snapshots.")
+
+    @kpis_group.command("compute")
+    @click.option(
+        "--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), help="business day (default: today)"
+    )
+    def compute_kpis(day: datetime | None) -> None:
+        """(Re)compute the KPI snapshots of one business day, e.g. after late purchases were imported."""
+        at = mall_time()
+        business_day = day.date() if day else at.today
+        with transaction() as session:
+            rows = kpis.compute_day(session, business_day, at)
+        click.echo(f"KPIs of {business_day}: {rows} rows (mall and stores)")
+
     app.cli.add_command(coupons_group)
     app.cli.add_command(jobs_group)
+    app.cli.add_command(kpis_group)
     app.cli.add_command(points_group)
+    app.cli.add_command(tags_group)
 
     @app.cli.command("seed-demo")
     @click.option("--members", "member_count", default=300, show_default=True)
@@ -78,6 +126,33 @@ def register_commands(app: Flask) -> None:
             f"Seeded demo mall: {summary.stores} stores, {summary.staff} staff, "
             f"{summary.members} members, {summary.purchases} purchases."
         )
+
+
+class _ProgressBars:
+    """One click progress bar per step of the nightly refresh, on stderr."""
+
+    def __init__(self) -> None:
+        self._step: str | None = None
+        self._bar: Any = None
+        self._done = 0
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if step != self._step:
+            self.close()
+            self._step, self._done = step, 0
+            self._bar = click.progressbar(
+                length=max(total, 1), label=f"{step:<10}", file=sys.stderr, show_eta=True
+            )
+            self._bar.__enter__()
+        self._bar.update(done - self._done)
+        self._done = done
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar, self._step = None, None
 
 
 def _report_invariants(check: Callable[[Session], list[str]], ok_message: str) -> None:

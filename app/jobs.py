@@ -13,9 +13,10 @@ from functools import partial
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
+from app import nightly
 from app.db import run_transaction, transaction
 from app.extensions import extensions, mall_time, settings
 from app.integrations.carpark import CarParkError, PaymentState
@@ -160,6 +161,15 @@ def reconcile_parking() -> str:
     return f"parking payments: {paid} paid, {refunded} refunded, {undecided} still unknown"
 
 
+def refresh_tags() -> str:
+    """The nightly refresh of statistics, lifecycle, RFM, tags and KPIs (app.nightly)."""
+    report = nightly.refresh(current_app._get_current_object(), mall_time())  # type: ignore[attr-defined]
+    return (
+        f"refreshed as of {report.as_of} in {report.seconds:.1f} s: {report.transitions} lifecycle "
+        f"transitions, {report.tags_added} tags added, {report.tags_removed} removed"
+    )
+
+
 @dataclass(frozen=True)
 class Job:
     run: Callable[[], str]
@@ -172,6 +182,8 @@ JOBS: dict[str, Job] = {
     "birthday-points": Job(birthday_points, {"hour": "1", "minute": "0"}),
     "review-tiers": Job(review_tiers, {"day": "1", "hour": "2", "minute": "0"}),
     "expire-coupons": Job(expire_coupons, {"hour": "0", "minute": "20"}),
+    # After the night's points, coupons and birthdays have settled.
+    "refresh-tags": Job(refresh_tags, {"hour": "3", "minute": "0"}),
     "run-campaigns": Job(run_campaigns, {"minute": "*"}),
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
     "reconcile-parking": Job(reconcile_parking, {"minute": "*/5"}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -14,6 +15,7 @@ from app.models import (
     Member,
     MemberSource,
     Operator,
+    Purchase,
     Staff,
     StaffRole,
     Store,
@@ -103,3 +105,27 @@ def create_coupon_template(session: Session, **overrides: Any) -> CouponTemplate
     session.add(template)
     session.flush()
     return template
+
+
+def create_purchase(
+    session: Session,
+    store: Store,
+    amount_fen: int,
+    purchased_at: datetime,
+    member: Member | None = None,
+    **overrides: Any,
+) -> Purchase:
+    """A purchase as the ledger would have recorded it (no points moved): for statistics and KPIs."""
+    purchase = Purchase(
+        **{
+            "member_id": member.id if member else None,
+            "store_id": store.id,
+            "receipt_no": f"R{next(_sequence):06d}",
+            "amount_fen": amount_fen,
+            "purchased_at": purchased_at,
+            **overrides,
+        }
+    )
+    session.add(purchase)
+    session.flush()
+    return purchase

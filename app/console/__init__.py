@@ -13,6 +13,7 @@ def register_admin_api(api: Api) -> None:
         partner_views,
         points_views,
         scene_views,
+        tag_views,
         tier_views,
     )
 
@@ -23,3 +24,4 @@ def register_admin_api(api: Api) -> None:
     api.register_blueprint(partner_views.blp)
     api.register_blueprint(coupon_views.blp)
     api.register_blueprint(parking_views.blp)
+    api.register_blueprint(tag_views.blp)

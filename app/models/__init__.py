@@ -11,6 +11,7 @@ from app.models.coupon import (
     CouponTemplate,
     TemplateStatus,
 )
+from app.models.kpi import KpiDaily
 from app.models.mall import Store
 from app.models.member import Member, MemberConsent, MemberSource, UsedMemberCode, WeChatAccount
 from app.models.parking import (
@@ -38,6 +39,18 @@ from app.models.purchase import Purchase, PurchaseRefund
 from app.models.reference import ReferenceVersion
 from app.models.scene import SCENE_MAX_LENGTH, QrScene, SceneKind
 from app.models.staff import Operator, Staff, StaffRole
+from app.models.tag import (
+    LifecycleStage,
+    LifecycleTransition,
+    MemberStats,
+    MemberTag,
+    MemberTagHistory,
+    RfmSegment,
+    SegmentationSettings,
+    Tag,
+    TagKind,
+    TagSource,
+)
 from app.models.tier import Tier, TierChange
 
 __all__ = [
@@ -55,10 +68,16 @@ __all__ = [
     "CouponTemplate",
     "EarningRate",
     "ExpiryPolicy",
+    "KpiDaily",
+    "LifecycleStage",
+    "LifecycleTransition",
     "Member",
     "MemberConsent",
     "MemberPlate",
     "MemberSource",
+    "MemberStats",
+    "MemberTag",
+    "MemberTagHistory",
     "Operator",
     "ParkingPayment",
     "ParkingPaymentCoupon",
@@ -76,10 +95,15 @@ __all__ = [
     "PurchaseRefund",
     "QrScene",
     "ReferenceVersion",
+    "RfmSegment",
     "SceneKind",
+    "SegmentationSettings",
     "Staff",
     "StaffRole",
     "Store",
+    "Tag",
+    "TagKind",
+    "TagSource",
     "TemplateStatus",
     "Tier",
     "TierChange",

@@ -128,6 +128,7 @@ class Coupon(CouponTerms, Base):
         Index("ix_coupons_member_id_status", "member_id", "status"),
         Index("ix_coupons_template_id_member_id_issued_on", "template_id", "member_id", "issued_on"),
         Index("ix_coupons_status_valid_until", "status", "valid_until"),
+        Index("ix_coupons_issued_on", "issued_on"),  # daily KPIs
         TABLE_OPTIONS,
     )
 
@@ -180,7 +181,7 @@ class CouponRedemption(Base):
     """A verification at the counter. Undone (within minutes, same store) rather than deleted."""
 
     __tablename__ = "coupon_redemptions"
-    __table_args__ = TABLE_OPTIONS
+    __table_args__ = (Index("ix_coupon_redemptions_redeemed_at", "redeemed_at"), TABLE_OPTIONS)  # daily KPIs
 
     id: Mapped[int] = mapped_column(primary_key=True)
     coupon_id: Mapped[int] = mapped_column(ForeignKey("coupons.id"), index=True)

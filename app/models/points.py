@@ -42,6 +42,7 @@ class PointsEntry(Base):
         CheckConstraint("debt_after >= 0", name="debt_after_not_negative"),
         Index("ix_points_entries_member_id_id", "member_id", "id"),
         Index("ix_points_entries_member_id_kind_business_date", "member_id", "kind", "business_date"),
+        Index("ix_points_entries_business_date_kind", "business_date", "kind"),  # daily KPIs
         TABLE_OPTIONS,
     )
 

@@ -13,7 +13,18 @@ from sqlalchemy.orm import Session
 from app.db import run_transaction, utcnow
 from app.extensions import extensions, mall_time
 from app.mall_time import MallTime
-from app.models import Member, PointsEntry, PointsEntryKind, PointsLot, PointsSettings, Purchase, TierChange
+from app.models import (
+    KpiDaily,
+    LifecycleStage,
+    Member,
+    MemberStats,
+    PointsEntry,
+    PointsEntryKind,
+    PointsLot,
+    PointsSettings,
+    Purchase,
+    TierChange,
+)
 from app.services import rewards
 from tests import factories
 
@@ -205,3 +216,16 @@ def test_expired_coupons_lapse_and_refund_points_only_when_promised(
     assert session.get_one(Member, member.id, populate_existing=True).points_balance == 100 - 20
     assert app.test_cli_runner().invoke(args=["points", "verify"]).exit_code == 0
     assert app.test_cli_runner().invoke(args=["coupons", "verify"]).exit_code == 0
+
+
+def test_the_nightly_refresh_job_classifies_members_and_snapshots_kpis(
+    app: Flask, session: Session, vault, tiers: list
+) -> None:
+    member = member_with_points(app, session, vault, tiers[0], "13700137100")
+
+    output = run(app, "refresh-tags")
+
+    assert "refreshed as of" in output
+    assert session.get_one(MemberStats, member.id).lifecycle_stage is LifecycleStage.NEW
+    kpi = session.scalars(select(KpiDaily).where(KpiDaily.store_id == 0)).one()
+    assert (kpi.new_members, kpi.points_issued) == (1, PointsSettings.DEFAULTS["welcome_points"])

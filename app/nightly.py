@@ -1,0 +1,123 @@
+"""The nightly refresh (a job, like those of app.jobs): member statistics, lifecycle, RFM, system and
+rule tags, KPIs, in that order.
+
+Each step works on ranges of member ids, one transaction per range, so memory stays flat and an
+interrupted run loses at most one range; every step gives the same result when run again, so the
+remedy for an interruption is to run the whole refresh again (`flask tags refresh`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from app.db import transaction
+from app.mall_time import MallTime
+from app.services import kpis, segmentation, tags
+from app.services.tag_rules import RuleContext
+
+DEFAULT_BATCH_SIZE = 20_000
+
+STEPS = ("stats", "lifecycle", "rfm", "tags", "kpis")
+
+# (step, done, total): called after each unit of work of a step.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class StepReport:
+    name: str
+    seconds: float = 0.0
+    rows: int = 0
+
+
+@dataclass
+class RefreshReport:
+    as_of: date
+    steps: list[StepReport] = field(default_factory=list)
+    transitions: int = 0
+    tags_added: int = 0
+    tags_removed: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return sum(step.seconds for step in self.steps)
+
+
+def refresh(
+    app: Flask,
+    at: MallTime,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    steps: tuple[str, ...] = STEPS,
+    progress: Progress | None = None,
+) -> RefreshReport:
+    """Run the nightly steps for business day `at.today`."""
+    report = RefreshReport(as_of=at.today)
+    notify = progress or (lambda _step, _done, _total: None)
+    with transaction(app) as session:
+        limits = segmentation.thresholds(session, at)
+        batches = segmentation.member_id_batches(session, batch_size)
+        tags.ensure_system_tags(session)
+
+    def per_batch(name: str, work: Callable[[Session, int, int], int]) -> None:
+        with _timed(report, name) as step:
+            for done, (low, high) in enumerate(batches, start=1):
+                with transaction(app) as session:
+                    step.rows += work(session, low, high)
+                notify(name, done, len(batches))
+
+    if "stats" in steps:
+        per_batch("stats", lambda session, low, high: segmentation.refresh_stats(session, low, high, limits))
+    if "lifecycle" in steps:
+        per_batch(
+            "lifecycle",
+            lambda session, low, high: segmentation.classify_lifecycle(session, low, high, limits),
+        )
+        report.transitions = report.steps[-1].rows
+    if "rfm" in steps:
+        with _timed(report, "rfm") as step:
+            with transaction(app) as session:
+                averages = segmentation.score_rfm(session)
+            notify("rfm", 0, len(batches) + 1)
+            for done, (low, high) in enumerate(batches, start=1):
+                with transaction(app) as session:
+                    step.rows += segmentation.assign_segments(session, low, high, averages)
+                notify("rfm", done + 1, len(batches) + 1)
+    if "tags" in steps:
+        with transaction(app) as session:
+            refreshable = tags.refreshable_tags(session)
+            context = RuleContext.load(session, at)
+            session.expunge_all()
+
+        def refresh_tags(session: Session, low: int, high: int) -> int:
+            counts = tags.RefreshCounts()
+            for tag in refreshable:
+                counts += tags.refresh_tag(session, tag, low, high, context)
+            report.tags_added += counts.added
+            report.tags_removed += counts.removed
+            return counts.added + counts.removed
+
+        per_batch("tags", refresh_tags)
+    if "kpis" in steps:
+        with _timed(report, "kpis") as step, transaction(app) as session:
+            step.rows = kpis.compute_day(session, at.today, at)
+            notify("kpis", 1, 1)
+    return report
+
+
+@contextmanager
+def _timed(report: RefreshReport, name: str) -> Iterator[StepReport]:
+    step = StepReport(name)
+    began = time.perf_counter()
+    try:
+        yield step
+    finally:
+        step.seconds = time.perf_counter() - began
+        report.steps.append(step)

@@ -1,0 +1,334 @@
+"""Daily KPI snapshots: computed from purchases, members, points and coupons for any business day
+(so a past day can be recomputed), by store and for the whole mall, with a few aggregate queries.
+
+The rates operators are judged on (DOMAIN.md), derived from the stored counts when read:
+- activation rate: members who bought in the last 30 days / members;
+- churn rate: members who bought in the 30 days before those but not in the last 30 / the former;
+- repurchase rate: members with ≥ 2 purchases in 90 days / members with ≥ 1;
+- member share of sales: member sales / all sales of the day (non-members' included);
+- average ticket: member sales / member purchases of the day.
+Purchases fully refunded do not count; amounts are net of refunds.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, distinct, exists, func, insert, select
+from sqlalchemy.orm import Session, aliased
+
+from app.mall_time import MallTime
+from app.models import (
+    Coupon,
+    CouponRedemption,
+    Member,
+    PointsEntry,
+    PointsEntryKind,
+    Purchase,
+    QrScene,
+    Store,
+    Tier,
+)
+from app.models.kpi import MALL_WIDE, KpiDaily
+from app.models.tag import MemberStats
+
+COUNT_COLUMNS = (
+    "members_total",
+    "new_members",
+    "active_30d",
+    "active_90d",
+    "previous_active_30d",
+    "churned_30d",
+    "repeat_buyers_90d",
+    "member_purchases",
+    "member_sales_fen",
+    "non_member_purchases",
+    "non_member_sales_fen",
+    "points_issued",
+    "points_spent",
+    "points_expired",
+    "coupons_issued",
+    "coupons_used",
+)
+
+# Per store and for the mall (key MALL_WIDE): metric → value.
+Counts = dict[int, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class Day:
+    """Business day `day` and the instants bounding the windows that end with it."""
+
+    day: date
+    at: MallTime
+
+    def start(self, days_back: int = 0) -> datetime:
+        return self.at.start_of(self.day - timedelta(days=days_back))
+
+    @property
+    def end(self) -> datetime:
+        return self.at.start_of(self.day + timedelta(days=1))
+
+
+def compute_day(session: Session, day: date, at: MallTime) -> int:
+    """(Re)compute the snapshots of business day `day`. Returns the rows written (mall + stores).
+
+    Distributions are taken only when `day` is today (they describe the present); recomputing a
+    past day keeps the ones stored then."""
+    window = Day(day, at)
+    counts: Counts = defaultdict(lambda: dict.fromkeys(COUNT_COLUMNS, 0))
+    for metric, per_store in _all_metrics(session, window).items():
+        for store_id, value in per_store.items():
+            counts[store_id][metric] = int(value or 0)
+    counts[MALL_WIDE]  # always a mall-wide row, even on a day without anything
+    store_ids = set(session.scalars(select(Store.id)))
+    kept = {
+        row.store_id: row
+        for row in session.execute(
+            select(KpiDaily.store_id, KpiDaily.tier_distribution, KpiDaily.segment_distribution).where(
+                KpiDaily.business_date == day
+            )
+        )
+    }
+    distributions: dict[str, Any] = {}
+    if day == at.today:
+        distributions = {
+            "tier_distribution": _tier_distribution(session),
+            "segment_distribution": _segment_distribution(session),
+        }
+    elif MALL_WIDE in kept:
+        distributions = {
+            "tier_distribution": kept[MALL_WIDE].tier_distribution,
+            "segment_distribution": kept[MALL_WIDE].segment_distribution,
+        }
+    rows = []
+    for store_id in sorted(store_ids | {MALL_WIDE}):
+        extra = distributions if store_id == MALL_WIDE else {}
+        rows.append(
+            {"business_date": day, "store_id": store_id, "computed_at": at.now, **counts[store_id], **extra}
+        )
+    session.execute(delete(KpiDaily).where(KpiDaily.business_date == day))
+    session.execute(insert(KpiDaily), rows)
+    return len(rows)
+
+
+def _all_metrics(session: Session, window: Day) -> dict[str, dict[int, int]]:
+    metrics: dict[str, dict[int, int]] = {}
+    metrics.update(_members(session, window))
+    metrics.update(_activity(session, window))
+    metrics.update(_sales(session, window))
+    metrics.update(_points(session, window))
+    metrics.update(_coupons(session, window))
+    return metrics
+
+
+def _by_store_and_mall(session: Session, per_store: Select[Any], mall: Select[Any]) -> dict[int, int]:
+    """Run a (store_id, value) query and its mall-wide (value) twin."""
+    values = {store_id: value for store_id, value in session.execute(per_store) if store_id is not None}
+    values[MALL_WIDE] = session.scalar(mall) or 0
+    return values
+
+
+def _members(session: Session, window: Day) -> dict[str, dict[int, int]]:
+    store_of_member = QrScene.store_id
+
+    def count(since: datetime | None) -> dict[int, int]:
+        conditions = [Member.joined_at < window.end]
+        if since is not None:
+            conditions.append(Member.joined_at >= since)
+        per_store = (
+            select(store_of_member, func.count())
+            .select_from(Member)
+            .join(QrScene, QrScene.id == Member.signup_scene_id)
+            .where(*conditions)
+            .group_by(store_of_member)
+        )
+        return _by_store_and_mall(
+            session, per_store, select(func.count()).select_from(Member).where(*conditions)
+        )
+
+    return {"members_total": count(None), "new_members": count(window.start())}
+
+
+def _counted(purchase: Any) -> Any:
+    return purchase.amount_fen > purchase.refunded_fen
+
+
+def _buyers(session: Session, since: datetime, until: datetime) -> dict[int, int]:
+    def bought(*columns: Any) -> Any:
+        return select(*columns).where(
+            Purchase.member_id.is_not(None),
+            Purchase.purchased_at >= since,
+            Purchase.purchased_at < until,
+            _counted(Purchase),
+        )
+
+    return _by_store_and_mall(
+        session,
+        bought(Purchase.store_id, func.count(distinct(Purchase.member_id))).group_by(Purchase.store_id),
+        bought(func.count(distinct(Purchase.member_id))),
+    )
+
+
+def _activity(session: Session, window: Day) -> dict[str, dict[int, int]]:
+    last_30_start, previous_30_start = window.start(29), window.start(59)
+    current = aliased(Purchase)
+    bought_since = exists().where(
+        current.member_id == Purchase.member_id,
+        current.purchased_at >= last_30_start,
+        current.purchased_at < window.end,
+        _counted(current),
+    )
+    churned_filter = and_(
+        Purchase.member_id.is_not(None),
+        Purchase.purchased_at >= previous_30_start,
+        Purchase.purchased_at < last_30_start,
+        _counted(Purchase),
+    )
+    # Per store: bought at the store before and not at the store since; mall-wide: not anywhere.
+    bought_at_store_since = bought_since.where(current.store_id == Purchase.store_id)
+    churned = _by_store_and_mall(
+        session,
+        select(Purchase.store_id, func.count(distinct(Purchase.member_id)))
+        .where(churned_filter, ~bought_at_store_since)
+        .group_by(Purchase.store_id),
+        select(func.count(distinct(Purchase.member_id))).where(churned_filter, ~bought_since),
+    )
+    per_member_90 = (
+        select(Purchase.store_id, Purchase.member_id, func.count().label("purchases"))
+        .where(
+            Purchase.member_id.is_not(None),
+            Purchase.purchased_at >= window.start(89),
+            Purchase.purchased_at < window.end,
+            _counted(Purchase),
+        )
+        .group_by(Purchase.store_id, Purchase.member_id)
+        .subquery()
+    )
+    per_member_90_mall = (
+        select(Purchase.member_id, func.count().label("purchases"))
+        .where(
+            Purchase.member_id.is_not(None),
+            Purchase.purchased_at >= window.start(89),
+            Purchase.purchased_at < window.end,
+            _counted(Purchase),
+        )
+        .group_by(Purchase.member_id)
+        .subquery()
+    )
+    repeat = _by_store_and_mall(
+        session,
+        select(per_member_90.c.store_id, func.count())
+        .where(per_member_90.c.purchases >= 2)
+        .group_by(per_member_90.c.store_id),
+        select(func.count()).select_from(per_member_90_mall).where(per_member_90_mall.c.purchases >= 2),
+    )
+    return {
+        "active_30d": _buyers(session, last_30_start, window.end),
+        "active_90d": _buyers(session, window.start(89), window.end),
+        "previous_active_30d": _buyers(session, previous_30_start, last_30_start),
+        "churned_30d": churned,
+        "repeat_buyers_90d": repeat,
+    }
+
+
+def _sales(session: Session, window: Day) -> dict[str, dict[int, int]]:
+    rows = session.execute(
+        select(
+            Purchase.store_id,
+            Purchase.member_id.is_not(None).label("member"),
+            func.count(),
+            func.sum(Purchase.amount_fen - Purchase.refunded_fen),
+        )
+        .where(
+            Purchase.purchased_at >= window.start(), Purchase.purchased_at < window.end, _counted(Purchase)
+        )
+        .group_by(Purchase.store_id, Purchase.member_id.is_not(None))
+    )
+    metrics: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for store_id, is_member, purchases, sales in rows:
+        prefix = "member" if is_member else "non_member"
+        for key in (store_id, MALL_WIDE):
+            metrics[f"{prefix}_purchases"][key] += purchases
+            metrics[f"{prefix}_sales_fen"][key] += int(sales or 0)
+    return metrics
+
+
+def _points(session: Session, window: Day) -> dict[str, dict[int, int]]:
+    rows = session.execute(
+        select(PointsEntry.kind, func.sum(PointsEntry.delta))
+        .where(PointsEntry.business_date == window.day)
+        .group_by(PointsEntry.kind)
+    )
+    issued = spent = expired = 0
+    for kind, total in rows:
+        total = int(total or 0)
+        if kind is PointsEntryKind.EXPIRY:
+            expired -= total
+        elif kind is PointsEntryKind.REDEMPTION:
+            spent -= total
+        elif total > 0 and kind not in (PointsEntryKind.REFUND, PointsEntryKind.ADJUSTMENT):
+            issued += total
+    return {
+        "points_issued": {MALL_WIDE: issued},
+        "points_spent": {MALL_WIDE: spent},
+        "points_expired": {MALL_WIDE: expired},
+    }
+
+
+def _coupons(session: Session, window: Day) -> dict[str, dict[int, int]]:
+    issued = (
+        session.scalar(select(func.count()).select_from(Coupon).where(Coupon.issued_on == window.day)) or 0
+    )
+    in_day = and_(
+        CouponRedemption.redeemed_at >= window.start(),
+        CouponRedemption.redeemed_at < window.end,
+        CouponRedemption.undone_at.is_(None),
+    )
+    used = _by_store_and_mall(
+        session,
+        select(CouponRedemption.store_id, func.count()).where(in_day).group_by(CouponRedemption.store_id),
+        select(func.count()).select_from(CouponRedemption).where(in_day),
+    )
+    return {"coupons_issued": {MALL_WIDE: issued}, "coupons_used": used}
+
+
+def _tier_distribution(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(Tier.code, func.count(Member.id))
+        .outerjoin(Member, Member.tier_id == Tier.id)
+        .group_by(Tier.code)
+    )
+    return {code: count for code, count in rows}
+
+
+def _segment_distribution(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(MemberStats.rfm_segment, func.count())
+        .where(MemberStats.rfm_segment.is_not(None))
+        .group_by(MemberStats.rfm_segment)
+    )
+    return {segment.value: count for segment, count in rows}
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+def rate(numerator: int, denominator: int) -> Fraction | None:
+    return Fraction(numerator, denominator) if denominator else None
+
+
+def trend(session: Session, first: date, last: date, store_id: int) -> list[KpiDaily]:
+    return list(
+        session.scalars(
+            select(KpiDaily)
+            .where(
+                KpiDaily.business_date >= first, KpiDaily.business_date <= last, KpiDaily.store_id == store_id
+            )
+            .order_by(KpiDaily.business_date)
+        )
+    )

@@ -1,0 +1,382 @@
+"""Tags: rule tags refreshed from their rules, system tags (RFM segment, lifecycle stage) refreshed
+from the nightly facts, manual tags set by people. Which members have a tag is materialised in
+`member_tags`; a tag a member loses moves to `member_tag_history`.
+
+Refreshing one tag for a range of member ids is three set-based statements: the members who no
+longer match move to the history, then leave `member_tags`, then the members who newly match are
+added. A refresh only ever adds or removes tags of its own source, so it never overrides a person's
+manual tagging, and running it twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, literal, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, DomainError, NotFound
+from app.mall_time import MallTime
+from app.models import Member, Tier
+from app.models.tag import LifecycleStage, MemberTag, MemberTagHistory, RfmSegment, Tag, TagKind, TagSource
+from app.services import tag_rules
+from app.services.tag_rules import RuleContext, compile_rule, members_matching
+
+PREVIEW_SAMPLE_SIZE = 10
+
+RFM_SEGMENT_NAMES = {
+    RfmSegment.IMPORTANT_VALUE: "重要价值",
+    RfmSegment.IMPORTANT_DEVELOP: "重要发展",
+    RfmSegment.IMPORTANT_KEEP: "重要保持",
+    RfmSegment.IMPORTANT_RETAIN: "重要挽留",
+    RfmSegment.GENERAL_VALUE: "一般价值",
+    RfmSegment.GENERAL_DEVELOP: "一般发展",
+    RfmSegment.GENERAL_KEEP: "一般保持",
+    RfmSegment.GENERAL_RETAIN: "一般挽留",
+    RfmSegment.NO_PURCHASE: "近期无消费",
+}
+LIFECYCLE_NAMES = {
+    LifecycleStage.NEW: "新会员",
+    LifecycleStage.ACTIVE: "活跃会员",
+    LifecycleStage.DORMANT: "沉睡会员",
+    LifecycleStage.CHURNED: "流失会员",
+}
+
+
+@dataclass(frozen=True)
+class SystemTag:
+    code: str
+    name: str
+    rule: dict[str, Any]
+
+
+SYSTEM_TAGS: tuple[SystemTag, ...] = (
+    *(
+        SystemTag(
+            f"rfm:{segment.value}", f"RFM·{name}", {"field": "rfm_segment", "op": "=", "value": segment.value}
+        )
+        for segment, name in RFM_SEGMENT_NAMES.items()
+    ),
+    *(
+        SystemTag(
+            f"lifecycle:{stage.value}", name, {"field": "lifecycle_stage", "op": "=", "value": stage.value}
+        )
+        for stage, name in LIFECYCLE_NAMES.items()
+    ),
+)
+
+
+class TagCodeTaken(DomainError):
+    code, status, message = "TAG_CODE_TAKEN", 409, "标签编码已存在"
+
+
+class TagNotManual(DomainError):
+    code, status, message = "TAG_NOT_MANUAL", 409, "只能手动设置手工标签"
+
+
+class TagReadOnly(DomainError):
+    code, status, message = "TAG_READ_ONLY", 409, "系统标签不能修改"
+
+
+# --- definitions ------------------------------------------------------------------------------------
+
+
+def ensure_system_tags(session: Session) -> None:
+    """Create the RFM and lifecycle tags that do not exist yet (idempotent)."""
+    existing = set(session.scalars(select(Tag.code).where(Tag.kind == TagKind.SYSTEM)))
+    for system_tag in SYSTEM_TAGS:
+        if system_tag.code not in existing:
+            session.add(
+                Tag(code=system_tag.code, name=system_tag.name, kind=TagKind.SYSTEM, rule=system_tag.rule)
+            )
+    session.flush()
+
+
+def create_tag(
+    session: Session,
+    *,
+    code: str,
+    name: str,
+    kind: TagKind,
+    rule: dict[str, Any] | None,
+    description: str | None,
+    operator_id: int | None,
+    at: MallTime,
+) -> Tag:
+    if kind is TagKind.SYSTEM:
+        raise TagReadOnly()
+    if kind is TagKind.RULE:
+        _check_rule_tag_rule(session, rule, at)
+    tag = Tag(
+        code=code,
+        name=name,
+        kind=kind,
+        rule=rule if kind is TagKind.RULE else None,
+        description=description,
+        created_by_operator_id=operator_id,
+    )
+    session.add(tag)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise TagCodeTaken(details={"code": code}) from exc
+    return tag
+
+
+def update_tag(
+    session: Session,
+    tag_id: int,
+    *,
+    name: str,
+    rule: dict[str, Any] | None,
+    description: str | None,
+    active: bool,
+    at: MallTime,
+) -> Tag:
+    """Rename, change the rule or (de)activate a tag; members' tags follow at the next refresh."""
+    tag = get_tag(session, tag_id)
+    if tag.kind is TagKind.SYSTEM:
+        raise TagReadOnly()
+    if tag.kind is TagKind.RULE:
+        _check_rule_tag_rule(session, rule, at)
+        tag.rule = rule
+    tag.name, tag.description, tag.active = name, description, active
+    session.flush()
+    return tag
+
+
+def _check_rule_tag_rule(session: Session, rule: Any, at: MallTime) -> None:
+    if rule is None:
+        raise tag_rules.InvalidTagRule("规则标签需要规则", details={"path": "rule", "problem": "缺少规则"})
+    if _uses_tags(rule):
+        # Refreshed tag by tag, a rule tag reading other tags would depend on their order.
+        raise tag_rules.InvalidTagRule(
+            "规则标签不能引用其他标签（请用人群分组组合标签）",
+            details={"path": "rule", "problem": "不能使用 tag 字段"},
+        )
+    compile_rule(rule, RuleContext.load(session, at))
+
+
+def _uses_tags(rule: Any) -> bool:
+    if isinstance(rule, dict):
+        return rule.get("field") == "tag" or any(
+            _uses_tags(part) for part in rule.get("all", []) + rule.get("any", [])
+        )
+    return False
+
+
+def get_tag(session: Session, tag_id: int) -> Tag:
+    tag = session.get(Tag, tag_id)
+    if tag is None:
+        raise NotFound("标签不存在")
+    return tag
+
+
+def list_tags(session: Session) -> list[Tag]:
+    return list(session.scalars(select(Tag).order_by(Tag.kind, Tag.id)))
+
+
+def holder_counts(session: Session) -> dict[int, int]:
+    """How many members hold each tag now."""
+    rows = session.execute(select(MemberTag.tag_id, func.count()).group_by(MemberTag.tag_id))
+    return {tag_id: count for tag_id, count in rows}
+
+
+# --- preview ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    count: int
+    sample: list[Any]
+
+
+def preview(session: Session, rule: Any, at: MallTime) -> Preview:
+    """How many members the rule hits now, and the first few of them (by member id)."""
+    condition = compile_rule(rule, RuleContext.load(session, at))
+    matching = members_matching(condition)
+    count = session.scalar(select(func.count()).select_from(matching.subquery())) or 0
+    sample_ids = matching.order_by(Member.id).limit(PREVIEW_SAMPLE_SIZE).subquery()
+    sample = session.execute(
+        select(
+            Member.id, Member.nickname, Member.phone_masked, Member.joined_at, Tier.name.label("tier_name")
+        )
+        .join(Tier, Tier.id == Member.tier_id)
+        .where(Member.id.in_(select(sample_ids.c.id)))
+        .order_by(Member.id)
+    ).all()
+    return Preview(count, list(sample))
+
+
+# --- refresh ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefreshCounts:
+    added: int = 0
+    removed: int = 0
+
+    def __add__(self, other: RefreshCounts) -> RefreshCounts:
+        return RefreshCounts(self.added + other.added, self.removed + other.removed)
+
+
+def refreshable_tags(session: Session) -> list[Tag]:
+    """System tags and rule tags, active or not (an inactive one is emptied)."""
+    return list(session.scalars(select(Tag).where(Tag.kind != TagKind.MANUAL).order_by(Tag.id)))
+
+
+def refresh_tag(session: Session, tag: Tag, low: int, high: int, context: RuleContext) -> RefreshCounts:
+    """Bring the holders of `tag` among members with ids in [low, high) in line with its rule."""
+    source = TagSource.SYSTEM if tag.kind is TagKind.SYSTEM else TagSource.RULE
+    if tag.active and tag.rule is not None:
+        matching = members_matching(compile_rule(tag.rule, context)).where(Member.id >= low, Member.id < high)
+        no_longer = MemberTag.member_id.not_in(matching)
+    else:
+        matching = None
+        no_longer = true()
+    ended = and_(
+        MemberTag.tag_id == tag.id,
+        MemberTag.source == source,
+        MemberTag.member_id >= low,
+        MemberTag.member_id < high,
+        no_longer,
+    )
+    removed = _end(session, ended, context.at.now)
+    added = 0
+    if matching is not None:
+        already = exists().where(MemberTag.member_id == Member.id, MemberTag.tag_id == tag.id)
+        newcomers = select(
+            Member.id, literal(tag.id), literal(source.value), literal(context.at.now, MemberTag.since.type)
+        ).where(Member.id.in_(matching), ~already)
+        added = session.execute(
+            insert(MemberTag).from_select(["member_id", "tag_id", "source", "since"], newcomers)
+        ).rowcount  # type: ignore[attr-defined]
+    return RefreshCounts(added, removed)
+
+
+def _end(session: Session, which: ColumnElement[bool], until: datetime, **removed_by: int | None) -> int:
+    """Move the member tags selected by `which` to the history, ended at `until`."""
+    history = select(
+        MemberTag.member_id,
+        MemberTag.tag_id,
+        MemberTag.source,
+        MemberTag.since,
+        literal(until, MemberTagHistory.until.type),
+        literal(removed_by.get("staff_id")),
+        literal(removed_by.get("operator_id")),
+    ).where(which)
+    session.execute(
+        insert(MemberTagHistory).from_select(
+            [
+                "member_id",
+                "tag_id",
+                "source",
+                "since",
+                "until",
+                "removed_by_staff_id",
+                "removed_by_operator_id",
+            ],
+            history,
+        )
+    )
+    return session.execute(delete(MemberTag).where(which)).rowcount  # type: ignore[attr-defined]
+
+
+# --- manual tags and reads --------------------------------------------------------------------------
+
+
+def set_manual_tag(
+    session: Session,
+    member_id: int,
+    tag_id: int,
+    *,
+    at: MallTime,
+    staff_id: int | None = None,
+    operator_id: int | None = None,
+) -> MemberTag:
+    """Give a member a manual tag (idempotent: an existing one is returned as it is)."""
+    tag = get_tag(session, tag_id)
+    if tag.kind is not TagKind.MANUAL:
+        raise TagNotManual()
+    if session.get(Member, member_id) is None:
+        raise NotFound("会员不存在")
+    held = session.get(MemberTag, (member_id, tag_id))
+    if held is not None:
+        return held
+    member_tag = MemberTag(
+        member_id=member_id,
+        tag_id=tag_id,
+        source=TagSource.MANUAL,
+        since=at.now,
+        set_by_staff_id=staff_id,
+        set_by_operator_id=operator_id,
+    )
+    session.add(member_tag)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # the same tag set at the same moment by someone else
+        raise Conflict("标签已被设置，请刷新") from exc
+    return member_tag
+
+
+def remove_manual_tag(
+    session: Session,
+    member_id: int,
+    tag_id: int,
+    *,
+    at: MallTime,
+    staff_id: int | None = None,
+    operator_id: int | None = None,
+) -> bool:
+    """Take a manual tag off a member, keeping it in the history. False if they did not have it."""
+    tag = get_tag(session, tag_id)
+    if tag.kind is not TagKind.MANUAL:
+        raise TagNotManual()
+    which = and_(MemberTag.member_id == member_id, MemberTag.tag_id == tag_id)
+    return _end(session, which, at.now, staff_id=staff_id, operator_id=operator_id) > 0
+
+
+def tags_of_member(session: Session, member_id: int) -> list[Any]:
+    return list(
+        session.execute(
+            select(Tag.id, Tag.code, Tag.name, Tag.kind, MemberTag.source, MemberTag.since)
+            .join(MemberTag, MemberTag.tag_id == Tag.id)
+            .where(MemberTag.member_id == member_id)
+            .order_by(Tag.kind, Tag.id)
+        ).all()
+    )
+
+
+def tag_history_of_member(session: Session, member_id: int) -> list[Any]:
+    return list(
+        session.execute(
+            select(
+                Tag.id,
+                Tag.code,
+                Tag.name,
+                MemberTagHistory.source,
+                MemberTagHistory.since,
+                MemberTagHistory.until,
+            )
+            .join(MemberTagHistory, MemberTagHistory.tag_id == Tag.id)
+            .where(MemberTagHistory.member_id == member_id)
+            .order_by(MemberTagHistory.until.desc(), MemberTagHistory.id.desc())
+        ).all()
+    )
+
+
+def holders(session: Session, tag_id: int, *, after_member_id: int, limit: int) -> list[Any]:
+    """Members holding the tag, by member id, a page at a time (keyset: after `after_member_id`)."""
+    get_tag(session, tag_id)
+    return list(
+        session.execute(
+            select(Member.id, Member.nickname, Member.phone_masked, MemberTag.source, MemberTag.since)
+            .join(MemberTag, MemberTag.member_id == Member.id)
+            .where(MemberTag.tag_id == tag_id, Member.id > after_member_id)
+            .order_by(Member.id)
+            .limit(limit)
+        ).all()
+    )
