@@ -1,5 +1,5 @@
-"""The nightly refresh (a job, like those of app.jobs): member statistics, lifecycle, RFM, system and
-rule tags, KPIs, in that order.
+"""The nightly refresh (a job, like those of app.jobs): member statistics with lifecycle stages, RFM,
+system and rule tags, KPIs, in that order.
 
 Each step works on ranges of member ids, one transaction per range, so memory stays flat and an
 interrupted run loses at most one range; every step gives the same result when run again, so the
@@ -24,7 +24,7 @@ from app.services.tag_rules import RuleContext
 
 DEFAULT_BATCH_SIZE = 20_000
 
-STEPS = ("stats", "lifecycle", "rfm", "tags", "kpis")
+STEPS = ("stats", "rfm", "tags", "kpis")
 
 # (step, done, total): called after each unit of work of a step.
 Progress = Callable[[str, int, int], None]
@@ -74,31 +74,26 @@ def refresh(
                 notify(name, done, len(batches))
 
     if "stats" in steps:
-        per_batch("stats", lambda session, low, high: segmentation.refresh_stats(session, low, high, limits))
-    if "lifecycle" in steps:
-        per_batch(
-            "lifecycle",
-            lambda session, low, high: segmentation.classify_lifecycle(session, low, high, limits),
-        )
-        report.transitions = report.steps[-1].rows
+
+        def stats_and_stages(session: Session, low: int, high: int) -> int:
+            written = segmentation.refresh_stats(session, low, high, limits)
+            report.transitions += written.transitions
+            return written.rows
+
+        per_batch("stats", stats_and_stages)
     if "rfm" in steps:
-        with _timed(report, "rfm") as step:
-            with transaction(app) as session:
-                averages = segmentation.score_rfm(session)
-            notify("rfm", 0, len(batches) + 1)
-            for done, (low, high) in enumerate(batches, start=1):
-                with transaction(app) as session:
-                    step.rows += segmentation.assign_segments(session, low, high, averages)
-                notify("rfm", done + 1, len(batches) + 1)
+        with _timed(report, "rfm") as step, transaction(app) as session:
+            step.rows = segmentation.score_rfm(session).scored
+            notify("rfm", 1, 1)
     if "tags" in steps:
         with transaction(app) as session:
-            refreshable = tags.refreshable_tags(session)
+            rule_tags = tags.rule_tags(session)
             context = RuleContext.load(session, at)
             session.expunge_all()
 
         def refresh_tags(session: Session, low: int, high: int) -> int:
-            counts = tags.RefreshCounts()
-            for tag in refreshable:
+            counts = tags.refresh_system_tags(session, low, high, at)
+            for tag in rule_tags:
                 counts += tags.refresh_tag(session, tag, low, high, context)
             report.tags_added += counts.added
             report.tags_removed += counts.removed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from marshmallow import validate
 
@@ -153,15 +155,27 @@ class AdminCampaignIn(ma.Schema):
     template_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
     member_ids = ma.fields.List(
         ma.fields.Integer(strict=True, validate=validate.Range(min=1)),
-        required=True,
-        metadata={"description": "目标会员（之后将支持按标签分群选择）"},
+        load_default=None,
+        metadata={"description": "目标会员；与 segment_id 二选一"},
     )
+    segment_id = ma.fields.Integer(
+        strict=True,
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={"description": "目标人群（创建时按人群当前的会员确定名单）；与 member_ids 二选一"},
+    )
+
+    @ma.validates_schema
+    def one_audience(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if (data["member_ids"] is None) == (data["segment_id"] is None):
+            raise ma.ValidationError("请提供 member_ids 或 segment_id 其中之一", "segment_id")
 
 
 class AdminCampaignOut(ma.Schema):
     id = ma.fields.Integer(attribute="campaign.id")
     name = ma.fields.String(attribute="campaign.name")
     template_id = ma.fields.Integer(attribute="campaign.template_id")
+    segment_id = ma.fields.Integer(attribute="campaign.segment_id", allow_none=True)
     status = ma.fields.String(attribute="campaign.status")
     total = ma.fields.Integer(metadata={"description": "目标会员数"})
     processed = ma.fields.Integer(metadata={"description": "已处理会员数"})

@@ -106,14 +106,25 @@ def end_coupon_template(template_id: int) -> CouponTemplate:
 @blp.response(201, AdminCampaignOut)
 def create_campaign(args: dict[str, Any]) -> campaigns.CampaignProgress:
     """向一批会员发券：后台分批执行（每分钟调度），中断后可继续，不会重复发放"""
+    operator_id = current_operator().id
     with transaction() as session:
-        campaign = campaigns.create_campaign(
-            session,
-            name=args["name"],
-            template_id=args["template_id"],
-            member_ids=args["member_ids"],
-            operator_id=current_operator().id,
-        )
+        if args["segment_id"] is not None:
+            campaign = campaigns.create_segment_campaign(
+                session,
+                name=args["name"],
+                template_id=args["template_id"],
+                segment_id=args["segment_id"],
+                operator_id=operator_id,
+                at=mall_time(),
+            )
+        else:
+            campaign = campaigns.create_campaign(
+                session,
+                name=args["name"],
+                template_id=args["template_id"],
+                member_ids=args["member_ids"],
+                operator_id=operator_id,
+            )
         return campaigns.progress(session, campaign.id)
 
 

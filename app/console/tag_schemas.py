@@ -199,3 +199,25 @@ class KpiDayOut(ma.Schema):
 def _share(member: int, non_member: int) -> float | None:
     value = kpis.rate(member, member + non_member)
     return None if value is None else round(float(value), 4)
+
+
+class SegmentIn(ma.Schema):
+    name = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
+    rule = ma.fields.Dict(
+        required=True, metadata={"description": "可使用 tag 字段组合标签。" + RULE_DESCRIPTION}
+    )
+    description = ma.fields.String(load_default=None, validate=validate.Length(max=500))
+
+
+class SegmentOut(ma.Schema):
+    id = ma.fields.Integer()
+    name = ma.fields.String()
+    rule = ma.fields.Dict()
+    description = ma.fields.String(allow_none=True)
+    members = ma.fields.Integer(metadata={"description": "当前人数（实时计算，标签以最近一次刷新为准）"})
+
+
+class SegmentMemberOut(ma.Schema):
+    id = ma.fields.Integer()
+    nickname = ma.fields.String(allow_none=True)
+    phone_masked = ma.fields.String()

@@ -16,6 +16,9 @@ from app.console.tag_schemas import (
     PreviewOut,
     SegmentationSettingsIn,
     SegmentationSettingsOut,
+    SegmentIn,
+    SegmentMemberOut,
+    SegmentOut,
     TagIn,
     TagOut,
     TagRuleFieldOut,
@@ -25,8 +28,8 @@ from app.console.tag_schemas import (
 from app.db import run_transaction, transaction
 from app.extensions import mall_time
 from app.models.kpi import KpiDaily
-from app.models.tag import SegmentationSettings, Tag
-from app.services import kpis, segmentation, tags
+from app.models.tag import Segment, SegmentationSettings, Tag
+from app.services import kpis, segmentation, segments, tags
 from app.services.tag_rules import RuleContext, describe_fields
 
 blp = Blueprint(
@@ -172,6 +175,96 @@ def kpi_trend(args: dict[str, Any]) -> list[KpiDaily]:
     """每日指标趋势（全场或单店）；某天的指标可用 flask kpis compute --date 重算"""
     with transaction() as session:
         return kpis.trend(session, args["from_"], args["to"], args["store_id"])
+
+
+@blp.route("/segments", methods=["GET"])
+@blp.doc(security=BEARER_SECURITY)
+@operator_required
+@blp.response(200, SegmentOut(many=True))
+def list_segments() -> list[dict[str, Any]]:
+    """人群分组及其当前人数"""
+    at = mall_time()
+    with transaction() as session:
+        return [
+            _segment_out(segment, segments.live_count(session, segment, at))
+            for segment in segments.list_segments(session)
+        ]
+
+
+@blp.route("/segments", methods=["POST"])
+@blp.doc(security=BEARER_SECURITY)
+@operator_required
+@blp.arguments(SegmentIn())
+@blp.response(201, SegmentOut)
+def create_segment(args: dict[str, Any]) -> dict[str, Any]:
+    """新建人群分组（标签与会员条件的组合），可作为发券活动的目标人群"""
+    operator_id, at = current_operator().id, mall_time()
+
+    def work(session: Any) -> dict[str, Any]:
+        segment = segments.create_segment(session, **args, operator_id=operator_id, at=at)
+        return _segment_out(segment, segments.live_count(session, segment, at))
+
+    return run_transaction(work)
+
+
+@blp.route("/segments/<int:segment_id>", methods=["GET"])
+@blp.doc(security=BEARER_SECURITY)
+@operator_required
+@blp.response(200, SegmentOut)
+def get_segment(segment_id: int) -> dict[str, Any]:
+    """人群分组及其当前人数"""
+    at = mall_time()
+    with transaction() as session:
+        segment = segments.get_segment(session, segment_id)
+        return _segment_out(segment, segments.live_count(session, segment, at))
+
+
+@blp.route("/segments/<int:segment_id>", methods=["PUT"])
+@blp.doc(security=BEARER_SECURITY)
+@operator_required
+@blp.arguments(SegmentIn())
+@blp.response(200, SegmentOut)
+def update_segment(args: dict[str, Any], segment_id: int) -> dict[str, Any]:
+    """修改人群分组"""
+    at = mall_time()
+
+    def work(session: Any) -> dict[str, Any]:
+        segment = segments.update_segment(session, segment_id, **args, at=at)
+        return _segment_out(segment, segments.live_count(session, segment, at))
+
+    return run_transaction(work)
+
+
+@blp.route("/segments/<int:segment_id>", methods=["DELETE"])
+@blp.doc(security=BEARER_SECURITY)
+@operator_required
+@blp.response(204)
+def delete_segment(segment_id: int) -> None:
+    """删除人群分组（已用于发券活动的不能删除）"""
+    run_transaction(lambda session: segments.delete_segment(session, segment_id))
+
+
+@blp.route("/segments/<int:segment_id>/members", methods=["GET"])
+@blp.doc(security=BEARER_SECURITY)
+@operator_required
+@blp.arguments(HoldersArgs(), location="query")
+@blp.response(200, SegmentMemberOut(many=True))
+def segment_members(args: dict[str, Any], segment_id: int) -> list[Any]:
+    """人群中的会员，按会员号分页（after = 上一页最后的会员号）"""
+    at = mall_time()
+    with transaction() as session:
+        segment = segments.get_segment(session, segment_id)
+        return segments.member_page(session, segment, at, after_member_id=args["after"], limit=args["limit"])
+
+
+def _segment_out(segment: Segment, members: int) -> dict[str, Any]:
+    return {
+        "id": segment.id,
+        "name": segment.name,
+        "rule": segment.rule,
+        "description": segment.description,
+        "members": members,
+    }
 
 
 def _tag_out(tag: Tag, members: int) -> dict[str, Any]:

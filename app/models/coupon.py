@@ -168,6 +168,8 @@ class CouponCampaign(Base):
     template_id: Mapped[int] = mapped_column(ForeignKey("coupon_templates.id"))
     # The saved segment, for now a list of member ids (later: a tag segment).
     member_ids: Mapped[list[int]] = mapped_column(JSON)
+    # The segment the members were taken from when the campaign was created, if any.
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"), index=True)
     status: Mapped[CampaignStatus] = mapped_column(str_enum(CampaignStatus), default=CampaignStatus.PENDING)
     # Members before this index in `member_ids` have been processed.
     next_index: Mapped[int] = mapped_column(default=0)

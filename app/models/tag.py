@@ -109,11 +109,8 @@ class MemberStats(Base):
     """What the nightly job knows about a member as of business day `as_of`."""
 
     __tablename__ = "member_stats"
-    __table_args__ = (
-        Index("ix_member_stats_lifecycle_stage", "lifecycle_stage"),
-        Index("ix_member_stats_rfm_segment", "rfm_segment"),
-        TABLE_OPTIONS,
-    )
+    # No secondary index: every row is rewritten nightly, and readers scan or use member_tags.
+    __table_args__ = TABLE_OPTIONS
 
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True, autoincrement=False)
     as_of: Mapped[date]
@@ -142,6 +139,8 @@ class MemberStats(Base):
     rfm_segment: Mapped[RfmSegment | None] = mapped_column(str_enum(RfmSegment, length=24))
     lifecycle_stage: Mapped[LifecycleStage | None] = mapped_column(str_enum(LifecycleStage))
     lifecycle_since: Mapped[date | None]
+    # The stage before the last refresh (a change between the two is a transition).
+    previous_lifecycle_stage: Mapped[LifecycleStage | None] = mapped_column(str_enum(LifecycleStage))
 
 
 class LifecycleTransition(Base):
@@ -185,3 +184,20 @@ class SegmentationSettings(Base):
     @classmethod
     def with_defaults(cls) -> SegmentationSettings:
         return cls(id=1, **cls.DEFAULTS)
+
+
+class Segment(Base):
+    """A saved audience (人群分组): a rule over tags and member facts, counted live; the audience of
+    coupon campaigns (and, later, advisor task rules)."""
+
+    __tablename__ = "segments"
+    __table_args__ = TABLE_OPTIONS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str | None] = mapped_column(String(500))
+    # The JSON condition tree of app.services.tag_rules; may use the `tag` field.
+    rule: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by_operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.mall_time import MallTime
 from app.models import CampaignStatus, Coupon, CouponCampaign, CouponSource, CouponTemplate, Member
-from app.services import coupons, points
+from app.services import coupons, points, segments
 
 MAX_MEMBERS = 100_000
 
@@ -38,7 +38,13 @@ class CampaignProgress:
 
 
 def create_campaign(
-    session: Session, *, name: str, template_id: int, member_ids: list[int], operator_id: int | None
+    session: Session,
+    *,
+    name: str,
+    template_id: int,
+    member_ids: list[int],
+    operator_id: int | None,
+    segment_id: int | None = None,
 ) -> CouponCampaign:
     if session.get(CouponTemplate, template_id) is None:
         raise NotFound("券模板不存在")
@@ -49,11 +55,37 @@ def create_campaign(
     if unknown := [member_id for member_id in unique_ids if member_id not in known]:
         raise ValidationFailed(details={"member_ids": [f"会员不存在：{unknown[:10]}"]})
     campaign = CouponCampaign(
-        name=name, template_id=template_id, member_ids=unique_ids, created_by_operator_id=operator_id
+        name=name,
+        template_id=template_id,
+        member_ids=unique_ids,
+        segment_id=segment_id,
+        created_by_operator_id=operator_id,
     )
     session.add(campaign)
     session.flush()
     return campaign
+
+
+def create_segment_campaign(
+    session: Session, *, name: str, template_id: int, segment_id: int, operator_id: int | None, at: MallTime
+) -> CouponCampaign:
+    """A campaign to the members a segment holds now (its list is fixed at creation)."""
+    segment = segments.get_segment(session, segment_id)
+    audience = segments.member_ids(session, segment, at, limit=MAX_MEMBERS + 1)
+    if not audience or len(audience) > MAX_MEMBERS:
+        size = f"{MAX_MEMBERS} 以上" if len(audience) > MAX_MEMBERS else str(len(audience))
+        raise ValidationFailed(
+            f"人群「{segment.name}」当前有 {size} 位会员，需要 1 到 {MAX_MEMBERS} 位",
+            details={"segment_id": [f"需要 1 到 {MAX_MEMBERS} 位会员"]},
+        )
+    return create_campaign(
+        session,
+        name=name,
+        template_id=template_id,
+        member_ids=audience,
+        operator_id=operator_id,
+        segment_id=segment_id,
+    )
 
 
 def next_batch(session: Session, campaign_id: int, *, size: int, at: MallTime) -> tuple[int, list[int]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, and_, case, extract, func, literal, select, update
+from sqlalchemy import Select, String, and_, case, extract, func, literal, or_, select, update
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -69,27 +69,65 @@ def member_id_batches(session: Session, batch_size: int) -> list[tuple[int, int]
 # --- step 1: purchase statistics --------------------------------------------------------------------
 
 
-def refresh_stats(session: Session, low: int, high: int, limits: Thresholds) -> int:
-    """Recompute the statistics of members with ids in [low, high). Returns the rows written.
+def refresh_stats(session: Session, low: int, high: int, limits: Thresholds) -> StatsRefresh:
+    """Recompute the statistics and lifecycle stage of members with ids in [low, high), and record
+    each member's move from one stage to another. RFM columns are left for `score_rfm`.
 
-    Lifecycle and RFM columns are left as they are (their own steps compare against them)."""
+    One upsert writes each row once: on an existing row it first keeps the stage it had
+    (`previous_lifecycle_stage`) and the day it entered it unless the stage changes, then sets the
+    new one (MariaDB evaluates the assignments in order; SQLite reads old values throughout: the
+    same result). Running it again the same day records nothing more: the stage no longer changes.
+    """
     dialect = session.get_bind().dialect.name
     categories = list(session.scalars(select(Store.category).distinct().order_by(Store.category)))
-    select_stats = _stats_select(
-        low, high, limits, categories, greatest=func.max if dialect == "sqlite" else func.greatest
-    )
+    greatest = func.max if dialect == "sqlite" else func.greatest
+    select_stats = _stats_select(low, high, limits, categories, greatest=greatest)
     columns = list(select_stats.selected_columns.keys())
-    updated = [name for name in columns if name != "member_id"]
     table = MemberStats.__table__
+    plain = [name for name in columns if name not in ("member_id", "lifecycle_stage", "lifecycle_since")]
     if dialect == "sqlite":
         insert = sqlite.insert(table).from_select(columns, select_stats)
-        statement: Any = insert.on_conflict_do_update(
-            index_elements=["member_id"], set_={name: insert.excluded[name] for name in updated}
-        )
+        new = insert.excluded
     else:
         insert = mysql.insert(table).from_select(columns, select_stats)
-        statement = insert.on_duplicate_key_update({name: insert.inserted[name] for name in updated})
-    return session.execute(statement).rowcount  # type: ignore[attr-defined]
+        new = insert.inserted
+    old = table.c
+    unchanged = func.coalesce(old.lifecycle_stage, "") == new.lifecycle_stage
+    assignments = [
+        *((name, new[name]) for name in plain),
+        ("previous_lifecycle_stage", old.lifecycle_stage),
+        ("lifecycle_since", case((unchanged, old.lifecycle_since), else_=new.lifecycle_since)),
+        ("lifecycle_stage", new.lifecycle_stage),  # last: the assignments above read the old stage
+    ]
+    if dialect == "sqlite":
+        statement: Any = insert.on_conflict_do_update(index_elements=["member_id"], set_=dict(assignments))
+    else:
+        statement = insert.on_duplicate_key_update(assignments)
+    written = session.execute(statement).rowcount  # type: ignore[attr-defined]
+    moves = select(
+        MemberStats.member_id,
+        MemberStats.previous_lifecycle_stage,
+        MemberStats.lifecycle_stage,
+        literal(limits.as_of).label("business_date"),
+    ).where(
+        MemberStats.member_id >= low,
+        MemberStats.member_id < high,
+        MemberStats.previous_lifecycle_stage.is_not(None),
+        MemberStats.previous_lifecycle_stage != MemberStats.lifecycle_stage,
+        MemberStats.lifecycle_since == limits.as_of,
+    )
+    transitions = session.execute(
+        LifecycleTransition.__table__.insert().from_select(
+            ["member_id", "from_stage", "to_stage", "business_date"], moves
+        )
+    ).rowcount  # type: ignore[attr-defined]
+    return StatsRefresh(written, transitions)
+
+
+@dataclass(frozen=True)
+class StatsRefresh:
+    rows: int
+    transitions: int
 
 
 def _stats_select(
@@ -163,6 +201,8 @@ def _stats_select(
             ),
             zero_if_none("rfm_frequency"),
             zero_if_none("rfm_monetary_fen"),
+            stage_expression(limits, per_member.c.last_purchase_at).label("lifecycle_stage"),
+            literal(limits.as_of).label("lifecycle_since"),
         )
         .select_from(Member)
         .outerjoin(per_member, per_member.c.member_id == Member.id)
@@ -196,56 +236,74 @@ class RfmAverages:
 
 
 def score_rfm(session: Session) -> RfmAverages:
-    """Score R, F and M 1–5 by quintile over the members who bought in the RFM window.
+    """Score R, F and M 1–5 by quintile over the members who bought in the RFM window, and place
+    every member in a segment.
 
     A member's score is ⌊(rank − 1) × 5 / n⌋ + 1, where rank is the RANK() of their value among the n
     scored members (ascending: the oldest last purchase, the fewest purchases and the least spend rank
-    first). Equal values share a rank, so ties always get the same score. Others get no score."""
-    stats = MemberStats.__table__
-    scored = session.scalar(select(func.count()).where(stats.c.rfm_frequency > 0)) or 0
+    first), so equal values always share a score. That score only steps up where a value exceeds a
+    quintile boundary: with the values sorted x₀ ≤ … ≤ xₙ₋₁ and t = ⌈q·n/5⌉, a score is above q exactly
+    when the value is greater than xₜ₋₁. So the four boundaries of each dimension are read first (one
+    sort each) and every row is then scored by comparing its own values, in single-table UPDATEs: no
+    join of a million ranked rows back onto the table. Members without a purchase in the window get
+    no scores and the `no_purchase` segment.
+    """
+    no_purchase = RfmSegment.NO_PURCHASE.value
     session.execute(
         update(MemberStats)
-        .where(MemberStats.rfm_frequency == 0, MemberStats.rfm_r.is_not(None))
-        .values(rfm_r=None, rfm_f=None, rfm_m=None)
+        .where(
+            MemberStats.rfm_frequency == 0,
+            or_(MemberStats.rfm_r.is_not(None), func.coalesce(MemberStats.rfm_segment, "") != no_purchase),
+        )
+        .values(rfm_r=None, rfm_f=None, rfm_m=None, rfm_segment=no_purchase)
     )
-    if scored:
-        ranked = (
-            select(
-                stats.c.member_id,
-                func.rank().over(order_by=stats.c.last_purchase_at).label("r_rank"),
-                func.rank().over(order_by=stats.c.rfm_frequency).label("f_rank"),
-                func.rank().over(order_by=stats.c.rfm_monetary_fen).label("m_rank"),
-            )
-            .where(stats.c.rfm_frequency > 0)
-            .subquery("ranked")
-        )
-
-        def score(rank: Any) -> Any:
-            return (rank - 1) * 5 // scored + 1
-
-        session.execute(
-            update(MemberStats)
-            .where(MemberStats.member_id == ranked.c.member_id)
-            .values(rfm_r=score(ranked.c.r_rank), rfm_f=score(ranked.c.f_rank), rfm_m=score(ranked.c.m_rank))
-        )
+    scored_rows = MemberStats.rfm_frequency > 0
+    n = session.scalar(select(func.count()).where(scored_rows)) or 0
+    if not n:
+        return RfmAverages(0, 0, 0, 0)
+    r, f, m = (
+        _quintile_score(column, _quintile_bounds(session, column, n))
+        for column in (MemberStats.last_purchase_at, MemberStats.rfm_frequency, MemberStats.rfm_monetary_fen)
+    )
+    session.execute(update(MemberStats).where(scored_rows).values(rfm_r=r, rfm_f=f, rfm_m=m))
     sums = session.execute(
-        select(
-            func.coalesce(func.sum(MemberStats.rfm_r), 0),
-            func.coalesce(func.sum(MemberStats.rfm_f), 0),
-            func.coalesce(func.sum(MemberStats.rfm_m), 0),
-        ).where(MemberStats.rfm_frequency > 0)
+        select(func.sum(MemberStats.rfm_r), func.sum(MemberStats.rfm_f), func.sum(MemberStats.rfm_m)).where(
+            scored_rows
+        )
     ).one()
-    return RfmAverages(scored, int(sums[0]), int(sums[1]), int(sums[2]))
+    averages = RfmAverages(n, int(sums[0]), int(sums[1]), int(sums[2]))
+    segment = segment_expression(averages, MemberStats.rfm_r, MemberStats.rfm_f, MemberStats.rfm_m)
+    session.execute(
+        update(MemberStats)
+        .where(scored_rows, func.coalesce(MemberStats.rfm_segment, "") != segment)
+        .values(rfm_segment=segment)
+    )
+    return averages
 
 
-def segment_expression(averages: RfmAverages) -> Any:
+def _quintile_bounds(session: Session, column: Any, n: int) -> list[Any]:
+    """xₜ₋₁ for t = ⌈q·n/5⌉, q = 1…4, over the scored members' values of `column`."""
+    positions = [-(-q * n // 5) for q in range(1, 5)]
+    ordered = (
+        select(column.label("value"), func.row_number().over(order_by=column).label("position"))
+        .where(MemberStats.rfm_frequency > 0)
+        .subquery("ordered")
+    )
+    rows = session.execute(
+        select(ordered.c.position, ordered.c.value).where(ordered.c.position.in_(positions))
+    )
+    value_at = {position: value for position, value in rows}
+    return [value_at[position] for position in positions]
+
+
+def _quintile_score(column: Any, bounds: list[Any]) -> Any:
+    return 1 + sum((case((column > bound, 1), else_=0) for bound in bounds), literal(0))
+
+
+def segment_expression(averages: RfmAverages, r: Any, f: Any, m: Any) -> Any:
     """The segment of a scored member: each score above the average (score × n > sum) is "high"."""
-    if not averages.scored:
-        return literal(RfmSegment.NO_PURCHASE.value)
     n = averages.scored
-    r_high = MemberStats.rfm_r * n > averages.r_sum
-    f_high = MemberStats.rfm_f * n > averages.f_sum
-    m_high = MemberStats.rfm_m * n > averages.m_sum
+    r_high, f_high, m_high = r * n > averages.r_sum, f * n > averages.f_sum, m * n > averages.m_sum
     segment_of = {
         (True, True, True): RfmSegment.IMPORTANT_VALUE,
         (True, False, True): RfmSegment.IMPORTANT_DEVELOP,
@@ -256,39 +314,30 @@ def segment_expression(averages: RfmAverages) -> Any:
         (False, True, False): RfmSegment.GENERAL_KEEP,
         (False, False, False): RfmSegment.GENERAL_RETAIN,
     }
-    whens = [(MemberStats.rfm_r.is_(None), literal(RfmSegment.NO_PURCHASE.value))]
-    for (r, f, m), segment in segment_of.items():
-        whens.append(
+    return case(
+        *(
             (
-                and_(r_high if r else ~r_high, f_high if f else ~f_high, m_high if m else ~m_high),
+                and_(
+                    r_high if high_r else ~r_high,
+                    f_high if high_f else ~f_high,
+                    m_high if high_m else ~m_high,
+                ),
                 literal(segment.value),
             )
+            for (high_r, high_f, high_m), segment in segment_of.items()
         )
-    return case(*whens)
+    )
 
 
-def assign_segments(session: Session, low: int, high: int, averages: RfmAverages) -> int:
-    segment = segment_expression(averages)
-    return session.execute(
-        update(MemberStats)
-        .where(
-            MemberStats.member_id >= low,
-            MemberStats.member_id < high,
-            func.coalesce(MemberStats.rfm_segment, "") != segment,
-        )
-        .values(rfm_segment=segment)
-    ).rowcount  # type: ignore[attr-defined]
+# --- lifecycle (written with the statistics) ----------------------------------------------------
 
 
-# --- step 3: lifecycle ------------------------------------------------------------------------------
-
-
-def stage_expression(limits: Thresholds) -> Any:
+def stage_expression(limits: Thresholds, last_purchase_at: Any) -> Any:
     """new: joined within the last `new_member_days` days; otherwise by the days since the last
     purchase (or since joining, for a member who never bought): churned from `churned_after_days`,
     dormant from `dormant_after_days`, active below."""
     settings = limits.settings
-    reference = func.coalesce(MemberStats.last_purchase_at, Member.joined_at)
+    reference = func.coalesce(last_purchase_at, Member.joined_at)
     return case(
         (
             Member.joined_at >= limits.at.start_of(limits.as_of - timedelta(days=settings.new_member_days)),
@@ -304,33 +353,6 @@ def stage_expression(limits: Thresholds) -> Any:
         ),
         else_=literal(LifecycleStage.ACTIVE.value),
     )
-
-
-def classify_lifecycle(session: Session, low: int, high: int, limits: Thresholds) -> int:
-    """Move members in [low, high) to their stage as of `as_of`; record each move from a known stage.
-    Returns the number of transitions recorded. Run after `refresh_stats` for the same range."""
-    stage = stage_expression(limits)
-    in_batch = and_(
-        MemberStats.member_id >= low,
-        MemberStats.member_id < high,
-        MemberStats.member_id == Member.id,
-    )
-    moves = select(
-        MemberStats.member_id,
-        MemberStats.lifecycle_stage,
-        stage.label("to_stage"),
-        literal(limits.as_of).label("business_date"),
-    ).where(in_batch, MemberStats.lifecycle_stage.is_not(None), MemberStats.lifecycle_stage != stage)
-    table = LifecycleTransition.__table__
-    recorded = session.execute(
-        table.insert().from_select(["member_id", "from_stage", "to_stage", "business_date"], moves)
-    ).rowcount  # type: ignore[attr-defined]
-    session.execute(
-        update(MemberStats)
-        .where(in_batch, func.coalesce(MemberStats.lifecycle_stage, "") != stage)
-        .values(lifecycle_stage=stage, lifecycle_since=limits.as_of)
-    )
-    return recorded
 
 
 def save_settings(

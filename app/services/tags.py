@@ -14,14 +14,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, literal, select, true
+from sqlalchemy import ColumnElement, String, and_, delete, exists, func, insert, literal, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, DomainError, NotFound
 from app.mall_time import MallTime
 from app.models import Member, Tier
-from app.models.tag import LifecycleStage, MemberTag, MemberTagHistory, RfmSegment, Tag, TagKind, TagSource
+from app.models.tag import (
+    LifecycleStage,
+    MemberStats,
+    MemberTag,
+    MemberTagHistory,
+    RfmSegment,
+    Tag,
+    TagKind,
+    TagSource,
+)
 from app.services import tag_rules
 from app.services.tag_rules import RuleContext, compile_rule, members_matching
 
@@ -53,16 +62,21 @@ class SystemTag:
     rule: dict[str, Any]
 
 
+RFM_PREFIX, LIFECYCLE_PREFIX = "rfm:", "lifecycle:"
 SYSTEM_TAGS: tuple[SystemTag, ...] = (
     *(
         SystemTag(
-            f"rfm:{segment.value}", f"RFM·{name}", {"field": "rfm_segment", "op": "=", "value": segment.value}
+            f"{RFM_PREFIX}{segment.value}",
+            f"RFM·{name}",
+            {"field": "rfm_segment", "op": "=", "value": segment.value},
         )
         for segment, name in RFM_SEGMENT_NAMES.items()
     ),
     *(
         SystemTag(
-            f"lifecycle:{stage.value}", name, {"field": "lifecycle_stage", "op": "=", "value": stage.value}
+            f"{LIFECYCLE_PREFIX}{stage.value}",
+            name,
+            {"field": "lifecycle_stage", "op": "=", "value": stage.value},
         )
         for stage, name in LIFECYCLE_NAMES.items()
     ),
@@ -223,14 +237,55 @@ class RefreshCounts:
         return RefreshCounts(self.added + other.added, self.removed + other.removed)
 
 
-def refreshable_tags(session: Session) -> list[Tag]:
-    """System tags and rule tags, active or not (an inactive one is emptied)."""
-    return list(session.scalars(select(Tag).where(Tag.kind != TagKind.MANUAL).order_by(Tag.id)))
+def rule_tags(session: Session) -> list[Tag]:
+    """Rule tags, active or not (an inactive one is emptied by its refresh)."""
+    return list(session.scalars(select(Tag).where(Tag.kind == TagKind.RULE).order_by(Tag.id)))
+
+
+def refresh_system_tags(session: Session, low: int, high: int, at: MallTime) -> RefreshCounts:
+    """Bring every system tag of members with ids in [low, high) in line with their RFM segment and
+    lifecycle stage: three statements for all of them (a system tag's code names the value it
+    stands for, e.g. `rfm:important_value`)."""
+    stats_in_range = and_(MemberStats.member_id >= low, MemberStats.member_id < high)
+
+    def names_value_of(stats: Any, tag: Any) -> ColumnElement[bool]:
+        return or_(
+            tag.code == literal(RFM_PREFIX, String) + stats.rfm_segment,
+            tag.code == literal(LIFECYCLE_PREFIX, String) + stats.lifecycle_stage,
+        )
+
+    still_true = exists().where(
+        MemberStats.member_id == MemberTag.member_id,
+        Tag.id == MemberTag.tag_id,
+        names_value_of(MemberStats, Tag),
+    )
+    ended = and_(
+        MemberTag.member_id >= low,
+        MemberTag.member_id < high,
+        MemberTag.source == TagSource.SYSTEM,
+        ~still_true,
+    )
+    removed = _end(session, ended, at.now)
+    held = exists().where(MemberTag.member_id == MemberStats.member_id, MemberTag.tag_id == Tag.id)
+    newcomers = (
+        select(
+            MemberStats.member_id,
+            Tag.id,
+            literal(TagSource.SYSTEM.value),
+            literal(at.now, MemberTag.since.type),
+        )
+        .join(Tag, and_(Tag.kind == TagKind.SYSTEM, names_value_of(MemberStats, Tag)))
+        .where(stats_in_range, ~held)
+    )
+    added = session.execute(
+        insert(MemberTag).from_select(["member_id", "tag_id", "source", "since"], newcomers)
+    ).rowcount  # type: ignore[attr-defined]
+    return RefreshCounts(added, removed)
 
 
 def refresh_tag(session: Session, tag: Tag, low: int, high: int, context: RuleContext) -> RefreshCounts:
-    """Bring the holders of `tag` among members with ids in [low, high) in line with its rule."""
-    source = TagSource.SYSTEM if tag.kind is TagKind.SYSTEM else TagSource.RULE
+    """Bring the holders of rule tag `tag` among members with ids in [low, high) in line with its rule."""
+    source = TagSource.RULE
     if tag.active and tag.rule is not None:
         matching = members_matching(compile_rule(tag.rule, context)).where(Member.id >= low, Member.id < high)
         no_longer = MemberTag.member_id.not_in(matching)
@@ -298,9 +353,7 @@ def set_manual_tag(
     operator_id: int | None = None,
 ) -> MemberTag:
     """Give a member a manual tag (idempotent: an existing one is returned as it is)."""
-    tag = get_tag(session, tag_id)
-    if tag.kind is not TagKind.MANUAL:
-        raise TagNotManual()
+    _manual_tag(session, tag_id)
     if session.get(Member, member_id) is None:
         raise NotFound("会员不存在")
     held = session.get(MemberTag, (member_id, tag_id))
@@ -332,11 +385,17 @@ def remove_manual_tag(
     operator_id: int | None = None,
 ) -> bool:
     """Take a manual tag off a member, keeping it in the history. False if they did not have it."""
+    _manual_tag(session, tag_id)
+    which = and_(MemberTag.member_id == member_id, MemberTag.tag_id == tag_id)
+    return _end(session, which, at.now, staff_id=staff_id, operator_id=operator_id) > 0
+
+
+def _manual_tag(session: Session, tag_id: int) -> Tag:
+    """The tag, if people may set it by hand (rules and the nightly job own the others)."""
     tag = get_tag(session, tag_id)
     if tag.kind is not TagKind.MANUAL:
         raise TagNotManual()
-    which = and_(MemberTag.member_id == member_id, MemberTag.tag_id == tag_id)
-    return _end(session, which, at.now, staff_id=staff_id, operator_id=operator_id) > 0
+    return tag
 
 
 def tags_of_member(session: Session, member_id: int) -> list[Any]:

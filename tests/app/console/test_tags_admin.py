@@ -277,3 +277,75 @@ def test_kpi_trend_after_the_refresh(
 def test_operators_only(client: FlaskClient, mall: dict) -> None:
     assert client.post(f"{API}/tag-rules/preview", json={"rule": DORMANT_RULE}).status_code == 401
     assert client.get(f"{API}/kpis?from=2026-01-01&to=2026-01-02").status_code == 401
+
+
+def test_a_segment_combines_tags_counts_live_and_is_a_campaign_audience(
+    app: Flask, client: FlaskClient, admin: dict, mall: dict, session: Session
+) -> None:
+    client.post(
+        f"{API}/tags",
+        json={"code": "dormant-90", "name": "90天未消费", "kind": "rule", "rule": DORMANT_RULE},
+        headers=admin,
+    )
+    refresh(app)
+    rule = {
+        "any": [
+            {"field": "tag", "op": "=", "value": "dormant-90"},
+            {"field": "tag", "op": "=", "value": "lifecycle:active"},
+        ]
+    }
+    created = client.post(f"{API}/segments", json={"name": "唤醒对象", "rule": rule}, headers=admin)
+    segment_id = created.get_json()["id"]
+    template = factories.create_coupon_template(session)
+
+    members = client.get(f"{API}/segments/{segment_id}/members", headers=admin).get_json()
+    campaign = client.post(
+        f"{API}/coupon-campaigns",
+        json={"name": "唤醒券", "template_id": template.id, "segment_id": segment_id},
+        headers=admin,
+    )
+    in_use = client.delete(f"{API}/segments/{segment_id}", headers=admin)
+
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["members"] == 2
+    assert [m["id"] for m in members] == sorted([mall["sleepy"].id, mall["regular"].id])
+    assert campaign.status_code == 201, campaign.get_json()
+    assert (campaign.get_json()["segment_id"], campaign.get_json()["total"]) == (segment_id, 2)
+    assert (in_use.status_code, in_use.get_json()["code"]) == (409, "SEGMENT_IN_USE")
+    assert client.get(f"{API}/segments", headers=admin).get_json()[0]["members"] == 2
+
+
+def test_segments_refuse_bad_rules_taken_names_and_ambiguous_campaigns(
+    client: FlaskClient, admin: dict, mall: dict, session: Session
+) -> None:
+    body = {"name": "常客", "rule": {"field": "purchase_count_30d", "op": ">=", "value": 1}}
+    first = client.post(f"{API}/segments", json=body, headers=admin)
+    again = client.post(f"{API}/segments", json=body, headers=admin)
+    unknown_tag = client.post(
+        f"{API}/segments",
+        json={"name": "x", "rule": {"field": "tag", "op": "=", "value": "nope"}},
+        headers=admin,
+    )
+    template = factories.create_coupon_template(session)
+    both = client.post(
+        f"{API}/coupon-campaigns",
+        json={
+            "name": "券",
+            "template_id": template.id,
+            "segment_id": first.get_json()["id"],
+            "member_ids": [1],
+        },
+        headers=admin,
+    )
+    empty = client.post(
+        f"{API}/coupon-campaigns",
+        json={"name": "券", "template_id": template.id, "segment_id": first.get_json()["id"]},
+        headers=admin,
+    )
+
+    assert first.status_code == 201 and first.get_json()["members"] == 0  # no refresh yet: no statistics
+    assert (again.status_code, again.get_json()["code"]) == (409, "SEGMENT_NAME_TAKEN")
+    assert (unknown_tag.status_code, unknown_tag.get_json()["code"]) == (422, "INVALID_TAG_RULE")
+    assert both.status_code == 422
+    assert empty.status_code == 422 and "需要 1 到" in empty.get_json()["message"]
+    assert client.delete(f"{API}/segments/{first.get_json()['id']}", headers=admin).status_code == 204

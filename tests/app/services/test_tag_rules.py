@@ -110,7 +110,7 @@ def mall(app: Flask, session: Session) -> dict[str, Any]:
     manual = Tag(code="vip-invited", name="已邀约", kind=TagKind.MANUAL)
     session.add(manual)
     session.flush()
-    nightly.refresh(app, AT, steps=("stats", "lifecycle", "rfm"))
+    nightly.refresh(app, AT, steps=("stats", "rfm"))
     with transaction(app) as work:
         tags.set_manual_tag(work, people["bo"].id, manual.id, at=AT)
     return {"people": people, "food": food, "fashion": fashion, "scene": scene}
