@@ -18,6 +18,7 @@ from app import jobs, nightly
 from app.config import PROJECT_ROOT
 from app.db import transaction
 from app.extensions import extensions, mall_time
+from app.mall_time import MallTime
 from app.services import coupons, kpis, points
 
 
@@ -73,17 +74,30 @@ def register_commands(app: Flask) -> None:
         type=click.Choice(nightly.STEPS),
         help="only these steps (repeatable)",
     )
-    def refresh_tags(batch_size: int, steps: tuple[str, ...]) -> None:
+    @click.option(
+        "--as-of",
+        "as_of",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        help="business day to refresh for, as it ended (default: today, now); to catch up a missed night",
+    )
+    def refresh_tags(batch_size: int, steps: tuple[str, ...], as_of: datetime | None) -> None:
         """The nightly refresh: statistics, lifecycle, RFM, tags, KPIs of today. Safe to stop and re-run."""
+        at = mall_time()
+        if as_of is not None:
+            at = MallTime.closing(as_of.date(), at.tz)
         report = nightly.refresh(
             current_app._get_current_object(),  # type: ignore[attr-defined]
-            mall_time(),
+            at,
             batch_size=batch_size,
             steps=steps or nightly.STEPS,
             progress=_ProgressBars(),
         )
         for step in report.steps:
             click.echo(f"{step.name:<10}{step.seconds:>9.2f} s{step.rows:>12,} rows")
+        if "stats" in (steps or nightly.STEPS):
+            click.echo(
+                f"statistics: {f'{report.queued:,} members changed' if report.incremental else 'everyone'}"
+            )
         click.echo(
             f"{'total':<10}{report.seconds:>9.2f} s   as of {report.as_of}: {report.transitions:,} lifecycle "
             f"transitions, {report.tags_added:,} tags added, {report.tags_removed:,} removed"

@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any, ClassVar, TypeVar, cast
 
 from flask import Flask, current_app, g, has_request_context
-from sqlalchemy import DateTime, Engine, Enum, Insert, MetaData, Table, create_engine, event, insert
+from sqlalchemy import DateTime, Engine, Enum, Insert, MetaData, Table, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
@@ -184,6 +184,24 @@ def run_transaction(work: Callable[[Session], T], *, attempts: int = 3, app: Fla
 
 
 RowT = TypeVar("RowT", bound=Base)
+
+
+@contextmanager
+def in_memory_group_by(session: Session, megabytes: int) -> Iterator[None]:
+    """Let MariaDB/MySQL keep the temporary table of a large GROUP BY in memory (up to `megabytes`)
+    for the statements inside, instead of spilling it to disk; the connection's defaults come back
+    after. SQLite has no such limit."""
+    if session.get_bind().dialect.name != "mysql":
+        yield
+        return
+    limit = megabytes * 1024 * 1024
+    session.execute(
+        text("SET SESSION tmp_table_size = :limit, max_heap_table_size = :limit"), {"limit": limit}
+    )
+    try:
+        yield
+    finally:
+        session.execute(text("SET SESSION tmp_table_size = DEFAULT, max_heap_table_size = DEFAULT"))
 
 
 def insert_row(session: Session, row: RowT) -> RowT:

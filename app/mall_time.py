@@ -18,6 +18,11 @@ class MallTime:
     def current(cls, tz: ZoneInfo) -> MallTime:
         return cls(utcnow(), tz)
 
+    @classmethod
+    def closing(cls, day: date, tz: ZoneInfo) -> MallTime:
+        """The last second of business day `day`: a job run for that day sees it as it ended."""
+        return cls(datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz) - timedelta(seconds=1), tz)
+
     @property
     def today(self) -> date:
         return self.now.astimezone(self.tz).date()

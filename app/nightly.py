@@ -41,6 +41,9 @@ class StepReport:
 class RefreshReport:
     as_of: date
     steps: list[StepReport] = field(default_factory=list)
+    # The statistics step recomputed only the queued members (else everyone).
+    incremental: bool = False
+    queued: int = 0
     transitions: int = 0
     tags_added: int = 0
     tags_removed: int = 0
@@ -74,25 +77,33 @@ def refresh(
                 notify(name, done, len(batches))
 
     if "stats" in steps:
+        with transaction(app) as session:
+            plan = segmentation.plan_stats(session, limits)
+            if plan.incremental:
+                report.queued = segmentation.queue_changed_members(session, plan, limits)
+        report.incremental = plan.incremental
 
         def stats_and_stages(session: Session, low: int, high: int) -> int:
-            written = segmentation.refresh_stats(session, low, high, limits)
+            written = segmentation.refresh_stats(session, low, high, limits, queued_only=plan.incremental)
             report.transitions += written.transitions
             return written.rows
 
         per_batch("stats", stats_and_stages)
+        with transaction(app) as session:
+            segmentation.finish_stats(session, plan, limits)
     if "rfm" in steps:
         with _timed(report, "rfm") as step, transaction(app) as session:
-            step.rows = segmentation.score_rfm(session).scored
+            step.rows = segmentation.score_rfm(session, at.today).scored
             notify("rfm", 1, 1)
     if "tags" in steps:
         with transaction(app) as session:
             rule_tags = tags.rule_tags(session)
             context = RuleContext.load(session, at)
+            changed_since = segmentation.untagged_since(session, at.today)
             session.expunge_all()
 
         def refresh_tags(session: Session, low: int, high: int) -> int:
-            counts = tags.refresh_system_tags(session, low, high, at)
+            counts = tags.refresh_system_tags(session, low, high, at, changed_since=changed_since)
             for tag in rule_tags:
                 counts += tags.refresh_tag(session, tag, low, high, context)
             report.tags_added += counts.added
@@ -100,6 +111,8 @@ def refresh(
             return counts.added + counts.removed
 
         per_batch("tags", refresh_tags)
+        with transaction(app) as session:
+            segmentation.finish_tags(session, at)
     if "kpis" in steps:
         with _timed(report, "kpis") as step, transaction(app) as session:
             step.rows = kpis.compute_day(session, at.today, at)

@@ -106,14 +106,15 @@ class MemberTagHistory(Base):
 
 
 class MemberStats(Base):
-    """What the nightly job knows about a member as of business day `as_of`."""
+    """What the nightly job knows about a member, as of its last refresh.
+
+    A refresh rewrites only the rows whose values change, so nothing here records the day itself."""
 
     __tablename__ = "member_stats"
     # No secondary index: every row is rewritten nightly, and readers scan or use member_tags.
     __table_args__ = TABLE_OPTIONS
 
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True, autoincrement=False)
-    as_of: Mapped[date]
     first_purchase_at: Mapped[datetime | None]
     last_purchase_at: Mapped[datetime | None]
     # Purchases not fully refunded, and their amount net of refunds, in the last N business days
@@ -137,10 +138,40 @@ class MemberStats(Base):
     rfm_f: Mapped[int | None]
     rfm_m: Mapped[int | None]
     rfm_segment: Mapped[RfmSegment | None] = mapped_column(str_enum(RfmSegment, length=24))
+    rfm_segment_since: Mapped[date | None]  # business day the member entered the segment
     lifecycle_stage: Mapped[LifecycleStage | None] = mapped_column(str_enum(LifecycleStage))
     lifecycle_since: Mapped[date | None]
-    # The stage before the last refresh (a change between the two is a transition).
+    # The stage before the last change of stage (a transition when `lifecycle_since` is the day of
+    # the refresh); a new row starts with its own stage here (no transition).
     previous_lifecycle_stage: Mapped[LifecycleStage | None] = mapped_column(str_enum(LifecycleStage))
+
+
+class StatsRefresh(Base):
+    """One business day's nightly refresh: what the next night needs to refresh only what changed.
+
+    The watermarks are the highest purchase and refund ids when the statistics step began: anything
+    above them is new to the next night. `settings_key` fingerprints what every member's statistics
+    depend on (segmentation settings, store categories, the mall's timezone): when it differs, the
+    next night recomputes everyone."""
+
+    __tablename__ = "stats_refreshes"
+    __table_args__ = TABLE_OPTIONS
+
+    business_date: Mapped[date] = mapped_column(primary_key=True)
+    purchase_watermark: Mapped[int]
+    refund_watermark: Mapped[int]
+    settings_key: Mapped[str] = mapped_column(String(64))
+    stats_finished_at: Mapped[datetime | None]
+    tags_finished_at: Mapped[datetime | None]
+
+
+class MemberStatsQueue(Base):
+    """Members whose statistics tonight's incremental refresh recomputes (emptied when it finishes)."""
+
+    __tablename__ = "member_stats_queue"
+    __table_args__ = TABLE_OPTIONS
+
+    member_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
 
 
 class LifecycleTransition(Base):

@@ -11,10 +11,23 @@ manual tagging, and running it twice changes nothing the second time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, delete, exists, func, insert, literal, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -242,11 +255,19 @@ def rule_tags(session: Session) -> list[Tag]:
     return list(session.scalars(select(Tag).where(Tag.kind == TagKind.RULE).order_by(Tag.id)))
 
 
-def refresh_system_tags(session: Session, low: int, high: int, at: MallTime) -> RefreshCounts:
+def refresh_system_tags(
+    session: Session, low: int, high: int, at: MallTime, *, changed_since: date | None = None
+) -> RefreshCounts:
     """Bring every system tag of members with ids in [low, high) in line with their RFM segment and
     lifecycle stage: three statements for all of them (a system tag's code names the value it
-    stands for, e.g. `rfm:important_value`)."""
+    stands for, e.g. `rfm:important_value`). With `changed_since`, only members whose segment or
+    stage changed on that business day or later are looked at (the others' tags already match)."""
     stats_in_range = and_(MemberStats.member_id >= low, MemberStats.member_id < high)
+    if changed_since is not None:
+        stats_in_range = and_(
+            stats_in_range,
+            or_(MemberStats.lifecycle_since >= changed_since, MemberStats.rfm_segment_since >= changed_since),
+        )
 
     def names_value_of(stats: Any, tag: Any) -> ColumnElement[bool]:
         return or_(
@@ -265,6 +286,8 @@ def refresh_system_tags(session: Session, low: int, high: int, at: MallTime) -> 
         MemberTag.source == TagSource.SYSTEM,
         ~still_true,
     )
+    if changed_since is not None:
+        ended = and_(ended, MemberTag.member_id.in_(select(MemberStats.member_id).where(stats_in_range)))
     removed = _end(session, ended, at.now)
     held = exists().where(MemberTag.member_id == MemberStats.member_id, MemberTag.tag_id == Tag.id)
     newcomers = (
@@ -287,8 +310,10 @@ def refresh_tag(session: Session, tag: Tag, low: int, high: int, context: RuleCo
     """Bring the holders of rule tag `tag` among members with ids in [low, high) in line with its rule."""
     source = TagSource.RULE
     if tag.active and tag.rule is not None:
-        matching = members_matching(compile_rule(tag.rule, context)).where(Member.id >= low, Member.id < high)
-        no_longer = MemberTag.member_id.not_in(matching)
+        condition = compile_rule(tag.rule, context)
+        # Correlated: evaluated only for the range's holders of the tag.
+        no_longer = ~members_matching(condition).where(Member.id == MemberTag.member_id).exists()
+        matching = members_matching(condition).where(Member.id >= low, Member.id < high)
     else:
         matching = None
         no_longer = true()
@@ -303,41 +328,59 @@ def refresh_tag(session: Session, tag: Tag, low: int, high: int, context: RuleCo
     added = 0
     if matching is not None:
         already = exists().where(MemberTag.member_id == Member.id, MemberTag.tag_id == tag.id)
-        newcomers = select(
-            Member.id, literal(tag.id), literal(source.value), literal(context.at.now, MemberTag.since.type)
-        ).where(Member.id.in_(matching), ~already)
+        newcomers = matching.add_columns(
+            literal(tag.id), literal(source.value), literal(context.at.now, MemberTag.since.type)
+        ).where(~already)
         added = session.execute(
             insert(MemberTag).from_select(["member_id", "tag_id", "source", "since"], newcomers)
         ).rowcount  # type: ignore[attr-defined]
     return RefreshCounts(added, removed)
 
 
-def _end(session: Session, which: ColumnElement[bool], until: datetime, **removed_by: int | None) -> int:
-    """Move the member tags selected by `which` to the history, ended at `until`."""
-    history = select(
-        MemberTag.member_id,
-        MemberTag.tag_id,
-        MemberTag.source,
-        MemberTag.since,
-        literal(until, MemberTagHistory.until.type),
-        literal(removed_by.get("staff_id")),
-        literal(removed_by.get("operator_id")),
-    ).where(which)
-    session.execute(
-        insert(MemberTagHistory).from_select(
-            [
-                "member_id",
-                "tag_id",
-                "source",
-                "since",
-                "until",
-                "removed_by_staff_id",
-                "removed_by_operator_id",
-            ],
-            history,
+# Keys of ended member tags moved per statement.
+END_CHUNK = 1_000
+
+
+def _end(
+    session: Session,
+    which: ColumnElement[bool],
+    until: datetime,
+    *,
+    staff_id: int | None = None,
+    operator_id: int | None = None,
+) -> int:
+    """Move the member tags selected by `which` to the history, ended at `until`.
+
+    The keys are read first (on an ordinary night there are none or few), then moved by key: one
+    evaluation of `which` instead of one for the history and one for the delete."""
+    keys = session.execute(select(MemberTag.member_id, MemberTag.tag_id).where(which)).all()
+    for start in range(0, len(keys), END_CHUNK):
+        chunk = tuple_(MemberTag.member_id, MemberTag.tag_id).in_(keys[start : start + END_CHUNK])
+        history = select(
+            MemberTag.member_id,
+            MemberTag.tag_id,
+            MemberTag.source,
+            MemberTag.since,
+            literal(until, MemberTagHistory.until.type),
+            literal(staff_id),
+            literal(operator_id),
+        ).where(chunk)
+        session.execute(
+            insert(MemberTagHistory).from_select(
+                [
+                    "member_id",
+                    "tag_id",
+                    "source",
+                    "since",
+                    "until",
+                    "removed_by_staff_id",
+                    "removed_by_operator_id",
+                ],
+                history,
+            )
         )
-    )
-    return session.execute(delete(MemberTag).where(which)).rowcount  # type: ignore[attr-defined]
+        session.execute(delete(MemberTag).where(chunk))
+    return len(keys)
 
 
 # --- manual tags and reads --------------------------------------------------------------------------

@@ -96,15 +96,15 @@ def run(
         WHEN COALESCE(a.last_at, m.joined_at) < %(churned_before)s THEN 'churned'
         WHEN COALESCE(a.last_at, m.joined_at) < %(dormant_before)s THEN 'dormant' ELSE 'active' END"""
     upsert = f"""
-        INSERT INTO member_stats (member_id, as_of, first_purchase_at, last_purchase_at,
+        INSERT INTO member_stats (member_id, first_purchase_at, last_purchase_at,
             purchases_30d, spend_30d_fen, purchases_90d, spend_90d_fen, purchases_180d, spend_180d_fen,
             purchases_365d, spend_365d_fen, avg_ticket_365d_fen, favourite_category, birthday_mmdd,
-            rfm_frequency, rfm_monetary_fen, lifecycle_stage, lifecycle_since)
-        SELECT m.id, %(as_of)s, a.first_at, a.last_at,
+            rfm_frequency, rfm_monetary_fen, lifecycle_stage, previous_lifecycle_stage, lifecycle_since)
+        SELECT m.id, a.first_at, a.last_at,
             COALESCE(a.p30, 0), COALESCE(a.s30, 0), COALESCE(a.p90, 0), COALESCE(a.s90, 0),
             COALESCE(a.p180, 0), COALESCE(a.s180, 0), COALESCE(a.p365, 0), COALESCE(a.s365, 0),
             IF(a.p365 > 0, a.s365 DIV a.p365, 0), {favourite}, MONTH(m.birthday) * 100 + DAY(m.birthday),
-            COALESCE(a.rf, 0), COALESCE(a.rm, 0), {stage}, %(as_of)s
+            COALESCE(a.rf, 0), COALESCE(a.rm, 0), {stage}, {stage}, %(as_of)s
         FROM members m
         LEFT JOIN (
             SELECT STRAIGHT_JOIN p.member_id,
@@ -119,7 +119,7 @@ def run(
             GROUP BY p.member_id
         ) a ON a.member_id = m.id
         WHERE m.id >= %(low)s AND m.id < %(high)s
-        ON DUPLICATE KEY UPDATE as_of = VALUES(as_of), first_purchase_at = VALUES(first_purchase_at),
+        ON DUPLICATE KEY UPDATE first_purchase_at = VALUES(first_purchase_at),
             last_purchase_at = VALUES(last_purchase_at), purchases_30d = VALUES(purchases_30d),
             spend_30d_fen = VALUES(spend_30d_fen), purchases_90d = VALUES(purchases_90d),
             spend_90d_fen = VALUES(spend_90d_fen), purchases_180d = VALUES(purchases_180d),
@@ -127,7 +127,8 @@ def run(
             spend_365d_fen = VALUES(spend_365d_fen), avg_ticket_365d_fen = VALUES(avg_ticket_365d_fen),
             favourite_category = VALUES(favourite_category), birthday_mmdd = VALUES(birthday_mmdd),
             rfm_frequency = VALUES(rfm_frequency), rfm_monetary_fen = VALUES(rfm_monetary_fen),
-            previous_lifecycle_stage = lifecycle_stage,
+            previous_lifecycle_stage = IF(lifecycle_stage <=> VALUES(lifecycle_stage),
+                previous_lifecycle_stage, lifecycle_stage),
             lifecycle_since = IF(lifecycle_stage <=> VALUES(lifecycle_stage), lifecycle_since,
                 VALUES(lifecycle_since)),
             lifecycle_stage = VALUES(lifecycle_stage)
@@ -137,6 +138,8 @@ def run(
         SELECT member_id, previous_lifecycle_stage, lifecycle_stage, %(as_of)s FROM member_stats
         WHERE member_id >= %(low)s AND member_id < %(high)s AND previous_lifecycle_stage IS NOT NULL
             AND previous_lifecycle_stage <> lifecycle_stage AND lifecycle_since = %(as_of)s
+            AND NOT EXISTS (SELECT 1 FROM lifecycle_transitions t
+                WHERE t.member_id = member_stats.member_id AND t.business_date = %(as_of)s)
     """
     cursor.execute("SELECT MIN(id), MAX(id) FROM members")
     low_id, high_id = cursor.fetchone()
@@ -190,7 +193,9 @@ def run(
         column = "s.rfm_segment" if '"rfm_segment"' in rule else "s.lifecycle_stage"
         value = rule.split('"value": "')[1].split('"')[0]
         system_tags.append((tag_id, "system", f"{column} = '{value}'"))
-    now = datetime.now(ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M:%S")
+    # The last second of the business day, as the app stamps a run for a given day.
+    closing = datetime.strptime(day.start(-1), "%Y-%m-%d %H:%M:%S") - timedelta(seconds=1)
+    now = closing.strftime("%Y-%m-%d %H:%M:%S")
     tag_params = {"now": now, "dormant_before": day.start(DORMANT_DAYS - 1)}
     began = time.perf_counter()
     for tag_id, source, condition in system_tags + [(tag_id, "rule", sql) for tag_id, sql in rule_tags]:
@@ -242,12 +247,6 @@ def _kpis(cursor: Any, day: Day) -> None:
         "new_members": "SELECT q.store_id, COUNT(*) FROM members m "
         "JOIN qr_scenes q ON q.id = m.signup_scene_id "
         "WHERE m.joined_at >= %(start)s AND m.joined_at < %(end)s GROUP BY q.store_id",
-        "active_30d": f"SELECT store_id, COUNT(DISTINCT member_id) FROM purchases p WHERE {counted} "
-        "AND purchased_at >= %(w30)s AND purchased_at < %(end)s GROUP BY store_id WITH ROLLUP",
-        "active_90d": f"SELECT store_id, COUNT(DISTINCT member_id) FROM purchases p WHERE {counted} "
-        "AND purchased_at >= %(w90)s AND purchased_at < %(end)s GROUP BY store_id WITH ROLLUP",
-        "previous_active_30d": f"SELECT store_id, COUNT(DISTINCT member_id) FROM purchases p WHERE {counted} "
-        "AND purchased_at >= %(w60)s AND purchased_at < %(w30)s GROUP BY store_id WITH ROLLUP",
         "member_purchases": f"SELECT store_id, COUNT(*) FROM purchases p WHERE {counted} "
         "AND purchased_at >= %(start)s AND purchased_at < %(end)s GROUP BY store_id WITH ROLLUP",
         "member_sales_fen": "SELECT store_id, SUM(amount_fen - refunded_fen) FROM purchases p "
@@ -277,33 +276,30 @@ def _kpis(cursor: Any, day: Day) -> None:
         "new_members",
         "SELECT NULL, COUNT(*) FROM members WHERE joined_at >= %(start)s AND joined_at < %(end)s",
     )
-    collect(
-        "churned_30d",
-        f"SELECT store_id, COUNT(DISTINCT member_id) FROM purchases p WHERE {counted} "
-        "AND purchased_at >= %(w60)s AND purchased_at < %(w30)s "
-        "AND NOT EXISTS (SELECT 1 FROM purchases c WHERE c.member_id = p.member_id "
-        "AND c.store_id = p.store_id AND c.purchased_at >= %(w30)s AND c.purchased_at < %(end)s "
-        "AND c.amount_fen > c.refunded_fen) GROUP BY store_id",
+    # Buyers of 30/90 days, of the 30 days before, churned and repeat buyers: one pass per (store,
+    # member) and one per member over 90 days, their temporary tables held in memory.
+    cursor.execute("SET SESSION tmp_table_size = 256 * 1024 * 1024, max_heap_table_size = 256 * 1024 * 1024")
+    tallies = (
+        "SUM(last_30 > 0), COUNT(*), SUM(previous_30 > 0), SUM(previous_30 > 0 AND last_30 = 0), "
+        "SUM(last_90 >= 2)"
     )
-    collect(
-        "churned_30d",
-        f"SELECT NULL, COUNT(DISTINCT member_id) FROM purchases p WHERE {counted} "
-        "AND purchased_at >= %(w60)s AND purchased_at < %(w30)s "
-        "AND NOT EXISTS (SELECT 1 FROM purchases c WHERE c.member_id = p.member_id "
-        "AND c.purchased_at >= %(w30)s AND c.purchased_at < %(end)s AND c.amount_fen > c.refunded_fen)",
+    per_buyer = (
+        "SUM(purchased_at >= %(w30)s) AS last_30, "
+        "SUM(purchased_at >= %(w60)s AND purchased_at < %(w30)s) AS previous_30, COUNT(*) AS last_90 "
+        f"FROM purchases p WHERE {counted} AND purchased_at >= %(w90)s AND purchased_at < %(end)s"
     )
-    collect(
-        "repeat_buyers_90d",
-        f"SELECT store_id, COUNT(*) FROM (SELECT store_id, member_id FROM purchases p WHERE {counted} "
-        "AND purchased_at >= %(w90)s AND purchased_at < %(end)s "
-        "GROUP BY store_id, member_id HAVING COUNT(*) >= 2) x "
-        "GROUP BY store_id",
-    )
-    collect(
-        "repeat_buyers_90d",
-        f"SELECT NULL, COUNT(*) FROM (SELECT member_id FROM purchases p WHERE {counted} "
-        "AND purchased_at >= %(w90)s AND purchased_at < %(end)s GROUP BY member_id HAVING COUNT(*) >= 2) x",
-    )
+    activity = ("active_30d", "active_90d", "previous_active_30d", "churned_30d", "repeat_buyers_90d")
+    for sql in (
+        f"SELECT store_id, {tallies} FROM (SELECT store_id, member_id, {per_buyer} "
+        "GROUP BY store_id, member_id) x GROUP BY store_id",
+        f"SELECT 0, {tallies} FROM (SELECT member_id, {per_buyer} GROUP BY member_id) x",
+    ):
+        cursor.execute(sql, p)
+        for store_id, *counts in cursor.fetchall():
+            values.setdefault(store_id, {}).update(
+                {metric: int(count or 0) for metric, count in zip(activity, counts, strict=True)}
+            )
+    cursor.execute("SET SESSION tmp_table_size = DEFAULT, max_heap_table_size = DEFAULT")
     collect(
         "coupons_issued",
         "SELECT NULL, COUNT(*) FROM coupons WHERE issued_on = %(today)s",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -168,6 +168,26 @@ def test_manual_tags_are_set_and_removed_by_people_and_rules_leave_them(
     assert ("vip-invited", "manual") in {(t["code"], t["source"]) for t in kept["current"]}
     assert "vip-invited" not in {t["code"] for t in after["current"]}
     assert [t["code"] for t in after["history"]] == ["vip-invited"]
+
+
+def test_a_missed_night_is_caught_up_as_that_day_ended(
+    app: Flask, client: FlaskClient, admin: dict, mall: dict, now: MallTime
+) -> None:
+    """The sleepy member last bought 120 days ago: dormant today, still active 40 days ago."""
+    forty_days_ago = now.today - timedelta(days=40)
+
+    result = app.test_cli_runner().invoke(args=["tags", "refresh", "--as-of", forty_days_ago.isoformat()])
+
+    assert result.exit_code == 0, result.output
+    assert f"as of {forty_days_ago}" in result.output
+    current = client.get(f"{API}/members/{mall['sleepy'].id}/tags", headers=admin).get_json()["current"]
+    assert {tag["code"] for tag in current} >= {"lifecycle:active"}
+    (since,) = [tag["since"] for tag in current if tag["code"] == "lifecycle:active"]
+    assert datetime.fromisoformat(since) == MallTime.closing(forty_days_ago, now.tz).now
+    kpis = client.get(
+        f"{API}/kpis", query_string={"from": forty_days_ago, "to": forty_days_ago}, headers=admin
+    ).get_json()
+    assert [(day["business_date"], day["active_30d"]) for day in kpis] == [(forty_days_ago.isoformat(), 0)]
 
 
 def test_system_and_rule_tags_cannot_be_set_by_hand(

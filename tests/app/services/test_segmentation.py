@@ -3,14 +3,15 @@ their boundaries, RFM quintiles (ties included) and the eight segments, KPI form
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app import nightly
@@ -24,6 +25,7 @@ from app.models import (
     Member,
     MemberStats,
     MemberTag,
+    PurchaseRefund,
     QrScene,
     RfmSegment,
     SceneKind,
@@ -31,6 +33,7 @@ from app.models import (
     Tag,
 )
 from app.models.kpi import MALL_WIDE
+from app.models.tag import MemberStatsQueue, StatsRefresh
 from app.services import kpis, segmentation
 from tests import factories
 
@@ -201,9 +204,7 @@ def test_each_of_the_eight_segments_follows_the_scores_against_their_averages(
     ids = {}
     for r, f, m in expected:
         member = new_member()
-        session.add(
-            MemberStats(member_id=member.id, as_of=AT.today, rfm_frequency=1, rfm_r=r, rfm_f=f, rfm_m=m)
-        )
+        session.add(MemberStats(member_id=member.id, rfm_frequency=1, rfm_r=r, rfm_f=f, rfm_m=m))
         ids[(r, f, m)] = member.id
     session.flush()
     n = len(expected)
@@ -311,3 +312,99 @@ def test_an_interrupted_refresh_is_finished_by_running_it_again(
     assert partial == 6
     assert session.scalar(select(func.count()).select_from(MemberStats)) == 7
     assert all(stats_of(session, member).purchases_30d == 1 for member in members)
+
+
+def test_an_ordinary_night_recomputes_only_changed_members_and_matches_a_full_recompute(
+    app: Flask,
+    session: Session,
+    mall: dict,
+    new_member: Callable[..., Member],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Twelve nights of a small mall where everything that moves a member's figures happens: new
+    purchases (some after the night's run), refunds of old purchases, birthdays changed, members
+    joining, windows and thresholds passing, a missed night. The incremental nights must leave what
+    recomputing everyone leaves."""
+    # A few dozen purchases: without this every night would look back at all of them.
+    monkeypatch.setattr(segmentation, "WATERMARK_MARGIN", 0)
+    rng = random.Random(20261125)
+    start = AT.today - timedelta(days=12)
+    # Purchases near the edges the twelve nights move past: the windows of 30/90/180/365 days (and
+    # the dormant and churned thresholds), measured from AT.
+    edges = [range(12, 400), range(28, 45), range(88, 105), range(178, 195), range(363, 380)]
+    members = [new_member(joined_days_ago=400) for _ in range(24)]
+    purchases = [
+        factories.create_purchase(
+            session,
+            rng.choice([mall["food"], mall["fashion"]]),
+            rng.randrange(1, 50) * 1_000,
+            noon(rng.choice(rng.choice(edges))),
+            member,
+        )
+        for member in members
+        for _ in range(rng.randrange(1, 4))
+    ]
+    # Never bought: they stop being new, or churn, as the nights pass.
+    members += [new_member(joined_days_ago=days) for days in (22, 27, 36, 172, 177, 186)]
+    # Turns dormant on night 10, the night whose tags step does not run.
+    turns_dormant = new_member(joined_days_ago=400)
+    factories.create_purchase(session, mall["food"], 5_000, noon(92), turns_dormant)
+
+    def night(day: date, steps: tuple[str, ...] = nightly.STEPS) -> nightly.RefreshReport:
+        three_am = datetime.combine(day, time(3), tzinfo=SHANGHAI).astimezone(UTC)
+        return refresh(app, MallTime(three_am, SHANGHAI), steps)
+
+    reports = [night(start)]
+    for offset in range(1, 13):
+        day = start + timedelta(days=offset)
+        at_noon = datetime.combine(day, time(12), tzinfo=SHANGHAI).astimezone(UTC)
+        buyer = rng.choice(members[:3])
+        factories.create_purchase(session, mall["food"], 8_000, at_noon - timedelta(hours=10), buyer)
+        if offset % 3 == 0:
+            refunded = rng.choice(purchases)
+            refunded.refunded_fen = refunded.amount_fen
+            session.add(
+                PurchaseRefund(
+                    purchase_id=refunded.id,
+                    refund_no=f"RF{offset}",
+                    amount_fen=refunded.amount_fen,
+                    points_clawed_back=0,
+                )
+            )
+        if offset % 4 == 0:
+            rng.choice(members).birthday = date(1990, offset, 1)
+            members.append(new_member(joined_days_ago=0))
+        session.commit()
+        if offset == 7:
+            continue  # a missed night
+        # Night 10 stops before the tags (a crash): the next one must still bring them in line.
+        reports.append(night(day, steps=("stats", "rfm") if offset == 10 else nightly.STEPS))
+        # Bought late in the day, after the night's run: the next night must count it.
+        factories.create_purchase(session, mall["fashion"], 3_000, at_noon + timedelta(hours=8), members[0])
+
+    def everything() -> tuple[list[Any], list[Any]]:
+        stats = session.execute(select(MemberStats.__table__).order_by(MemberStats.member_id)).all()
+        rows = [row._asdict() for row in stats]
+        held = session.execute(
+            select(MemberTag.member_id, MemberTag.tag_id).order_by(MemberTag.member_id, MemberTag.tag_id)
+        ).all()
+        return rows, held
+
+    reports.append(night(start + timedelta(days=13)))
+    session.expire_all()
+    incremental = everything()
+    session.execute(delete(StatsRefresh))
+    session.commit()
+    full = night(start + timedelta(days=13))
+    session.expire_all()
+
+    assert not reports[0].incremental and all(report.incremental for report in reports[1:])
+    assert 0 < max(report.queued for report in reports[1:]) < len(members) // 2
+    assert not full.incremental
+    recomputed = everything()
+    for before, after in zip(incremental[0], recomputed[0], strict=True):
+        assert before == after, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    assert recomputed == incremental
+    dormant_tag = session.scalar(select(Tag.id).where(Tag.code == "lifecycle:dormant"))
+    assert session.get(MemberTag, (turns_dormant.id, dormant_tag)) is not None
+    assert session.scalar(select(func.count()).select_from(MemberStatsQueue)) == 0
