@@ -338,21 +338,10 @@ def test_the_cli_makes_the_sandbox_deliver_an_add_contact_that_binds_the_member(
 ) -> None:
     _, body = registered_shopper(client, "o-cli", "13700000007")
 
-    result = app.test_cli_runner().invoke(
-        args=[
-            "sandbox",
-            "wecom-event",
-            "add-contact",
-            "--advisor",
-            "advisor01",
-            "--unionid",
-            unionid_of("o-cli"),
-            "--state",
-            "adv:1",
-            "--callback-url",
-            f"{live_app}{CALLBACK}",
-        ]  # fmt: skip
-    )
+    command = ["sandbox", "wecom-event", "add-contact", "--advisor", "advisor01", "--state", "adv:1"]
+    options = ["--unionid", unionid_of("o-cli"), "--callback-url", f"{live_app}{CALLBACK}"]
+
+    result = app.test_cli_runner().invoke(args=command + options)
 
     assert result.exit_code == 0, result.output
     assert "answered 200 'success'" in result.output
