@@ -14,7 +14,7 @@ from sqlalchemy import Select, and_, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import RetryableConflict
+from app.db import RetryableConflict, utcnow
 from app.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from app.integrations.wecom_client import ContactWay, ExternalContactDetails, WeComClient
 from app.models import (
@@ -86,6 +86,8 @@ def save_contact_way(session: Session, staff_id: int, created: ContactWay) -> tu
         config_id=created.config_id,
         qr_code=created.qr_code,
         state=contact_way_state(staff_id),
+        # Whole seconds, as MariaDB stores it: the answer now matches every later read.
+        created_at=utcnow().replace(microsecond=0),
     )
     try:
         with session.begin_nested():
