@@ -27,7 +27,7 @@ def process_event(app: Flask, event_id: int) -> bool:
                 if event is None or event.processed_at is not None:
                     return False
                 fetch = wecom_events.needs_contact_details(event)
-                external_userid = event.payload.get("ExternalUserID", "")
+                external_userid = str(event.payload.get("ExternalUserID", ""))
             # Outside any transaction: WeCom may be slow, and no row lock should wait on it.
             details = extensions().wecom.external_contact(external_userid) if fetch else None
             return run_transaction(

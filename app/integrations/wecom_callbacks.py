@@ -44,26 +44,30 @@ class CallbackRejected(DomainError):
 class CallbackEvent:
     """A decrypted callback: its fields by XML element name, and a key its retries share."""
 
-    fields: dict[str, str]
+    # Element text by name; nested elements (a template card's SelectedItems) as dicts and lists.
+    fields: dict[str, Any]
 
     @property
     def event_type(self) -> str:
         """`change_external_contact:add_external_contact`, `template_card_event`, `text`, ..."""
-        msg_type = self.fields.get("MsgType", "")
+        msg_type = self._text("MsgType")
         if msg_type != "event":
             return msg_type
-        event = self.fields.get("Event", "")
-        change = self.fields.get("ChangeType")
+        event, change = self._text("Event"), self._text("ChangeType")
         return f"{event}:{change}" if change else event
 
     @property
     def key(self) -> str:
         """WeCom resends the same message when we are slow: same fields, so the same key."""
-        msg_id = self.fields.get("MsgId")
+        msg_id = self._text("MsgId")
         if msg_id:
             return f"msg:{msg_id}"[:64]
         canonical = json.dumps(self.fields, sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def _text(self, name: str) -> str:
+        value = self.fields.get(name)
+        return value if isinstance(value, str) else ""
 
 
 class CallbackCrypto:
@@ -100,8 +104,8 @@ class CallbackCrypto:
             raise CallbackRejected("回调已过期")
 
 
-def parse_xml(document: bytes | str) -> dict[str, str]:
-    """The text of each child of `<xml>`; nested elements are dropped (no callback we handle has any)."""
+def parse_xml(document: bytes | str) -> dict[str, Any]:
+    """The children of `<xml>`: text by element name, nested elements as dicts (lists if repeated)."""
     try:
         parsed: Any = xmltodict.parse(document, disable_entities=True)
     except (ExpatError, ValueError) as error:  # ValueError: xmltodict refused an entity
@@ -109,5 +113,5 @@ def parse_xml(document: bytes | str) -> dict[str, str]:
     root = parsed.get("xml") if isinstance(parsed, dict) else None
     if not isinstance(root, dict):
         raise CallbackRejected("回调内容格式错误")
-    # An empty element (<State></State>) parses as None.
-    return {name: value or "" for name, value in root.items() if value is None or isinstance(value, str)}
+    # An empty element (<State></State>) parses as None; attributes ("@...") carry nothing we use.
+    return {name: "" if value is None else value for name, value in root.items() if not name.startswith("@")}

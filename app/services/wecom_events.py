@@ -79,8 +79,10 @@ def apply_event(
     event = session.get(WeComEvent, event_id, with_for_update=True, populate_existing=True)
     if event is None or event.processed_at is not None:
         return False
-    fields = event.payload
-    userid, external_userid = fields.get("UserID", ""), fields.get("ExternalUserID", "")
+    userid, external_userid = (
+        str(event.payload.get("UserID", "")),
+        str(event.payload.get("ExternalUserID", "")),
+    )
     if event.event_type in NEEDS_CONTACT_DETAILS and details is not None:
         advisors.record_contact(session, userid, details, at=at)
     elif event.event_type in CONTACT_REMOVED:

@@ -362,3 +362,39 @@ def test_the_cli_reports_a_refused_event(app: Flask, live_app: str, mall: dict[s
 
     assert result.exit_code != 0
     assert "unionid" in result.output
+
+
+def test_a_template_card_event_is_recorded_with_its_fields(
+    client: FlaskClient, config: Config, session: Session
+) -> None:
+    # A button click on a template card: an event wechatpy does not know, with nested selections.
+    plaintext = (
+        "<xml><ToUserName><![CDATA[wwsandbox000000001]]></ToUserName><FromUserName><![CDATA[advisor01]]>"
+        "</FromUserName><CreateTime>1795600000</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[template_card_event]]></Event><EventKey><![CDATA[task-done]]></EventKey>"
+        "<TaskId><![CDATA[digest-2026-11-25-7]]></TaskId><CardType><![CDATA[button_interaction]]></CardType>"
+        "<ResponseCode><![CDATA[rc-1]]></ResponseCode><AgentID>1000002</AgentID>"
+        "<SelectedItems><SelectedItem><QuestionKey><![CDATA[outcome]]></QuestionKey>"
+        "<OptionIds><OptionId><![CDATA[contacted]]></OptionId></OptionIds></SelectedItem></SelectedItems></xml>"
+    )
+    stamp = str(int(time.time()))
+    encrypted = crypto(config).encrypt_message(plaintext, "n-card", stamp)
+    signature = encrypted.split("<MsgSignature><![CDATA[")[1].split("]]>")[0]
+
+    response = client.post(
+        f"{CALLBACK}?msg_signature={signature}&timestamp={stamp}&nonce=n-card",
+        data=encrypted,
+        content_type="text/xml",
+    )
+    response.close()
+
+    assert response.get_data(as_text=True) == "success"
+    event = session.scalars(select(WeComEvent)).one()
+    assert event.event_type == "template_card_event"
+    assert (event.payload["EventKey"], event.payload["TaskId"], event.payload["FromUserName"]) == (
+        "task-done",
+        "digest-2026-11-25-7",
+        "advisor01",
+    )
+    assert event.payload["SelectedItems"]["SelectedItem"]["OptionIds"]["OptionId"] == "contacted"
+    assert event.processed_at is not None
