@@ -351,10 +351,16 @@ def claim_member(session: Session, staff: Staff, member_id: int, *, at: datetime
 
 
 def reassign_members(
-    session: Session, from_staff_id: int, to_staff_id: int | None, operator_id: int, *, at: datetime
+    session: Session,
+    from_staff_id: int,
+    to_staff_id: int | None,
+    operator_id: int,
+    *,
+    at: datetime | None = None,
 ) -> int:
     """Move every member of one advisor to another (or back to their stores' pools, with None):
     their current assignments end, new ones begin, all on the operator's name. How many moved."""
+    at = at or utcnow()
     if session.get(Staff, from_staff_id) is None:
         raise NotFound("员工不存在")
     if to_staff_id is not None:
