@@ -144,10 +144,18 @@ def record_contact(
         )
         .with_for_update()
     ).one_or_none()
+    # WeCom's current answer wins over the event: a late retry of an add whose contact has since
+    # deleted the advisor must not bring the contact back.
+    still_related = userid in details.follow_states
     if contact is None:
-        contact = ExternalContact(external_userid=details.external_userid, staff_id=staff.id, added_at=at)
+        contact = ExternalContact(
+            external_userid=details.external_userid,
+            staff_id=staff.id,
+            added_at=at,
+            removed_at=None if still_related else at,
+        )
         session.add(contact)
-    elif contact.removed_at is not None:
+    elif contact.removed_at is not None and still_related:
         contact.added_at, contact.removed_at = at, None
     contact.unionid = details.unionid or contact.unionid
     contact.name = details.name[:64]
@@ -159,7 +167,12 @@ def record_contact(
         session.flush()
     except IntegrityError as error:  # a concurrent event about the same contact inserted it first
         raise RetryableConflict() from error
-    if contact.member_id is not None and staff.role is StaffRole.ADVISOR and staff.is_active:
+    if (
+        still_related
+        and contact.member_id is not None
+        and staff.role is StaffRole.ADVISOR
+        and staff.is_active
+    ):
         assign_if_unassigned(session, contact.member_id, staff.id, AssignmentReason.CONTACT_WAY, at=at)
     return contact
 

@@ -398,3 +398,19 @@ def test_a_template_card_event_is_recorded_with_its_fields(
     )
     assert event.payload["SelectedItems"]["SelectedItem"]["OptionIds"]["OptionId"] == "contacted"
     assert event.processed_at is not None
+
+
+def test_a_late_add_of_a_contact_who_has_left_does_not_bring_them_back(
+    app: Flask, client: FlaskClient, sandbox: SandboxProcess, session: Session, mall: dict[str, int]
+) -> None:
+    _, body = registered_shopper(client, "o-late", "13700000008")
+    add = add_contact(sandbox, "advisor01", unionid_of("o-late"))["callback"]
+    # The shopper removes the advisor before the add is acted on (it still knows them as advisor02's).
+    add_contact(sandbox, "advisor02", unionid_of("o-late"))
+    sandbox.wecom_event("del_follow_user", "advisor01", unionid=unionid_of("o-late"))
+
+    post_callback(client, add)
+
+    contact = session.scalars(select(ExternalContact)).one()
+    assert contact.removed_at is not None
+    assert session.get_one(Member, body["id"], populate_existing=True).advisor_id is None
