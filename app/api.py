@@ -38,7 +38,7 @@ def register_api(app: Flask) -> Api:
     from app.console import register_admin_api
     from app.partner_api import register_partner_api
     from miniprogram_api import register_miniprogram_api
-    from wecom import register_staff_api
+    from wecom import register_staff_api, register_wecom_callbacks
 
     api = MallMemberApi(app)
     api.spec.components.security_scheme(
@@ -49,4 +49,5 @@ def register_api(app: Flask) -> Api:
     register_admin_api(api)
     register_partner_api(api)
     app.register_blueprint(_docs_assets)
+    register_wecom_callbacks(app)
     return api

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import click
+import requests
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
@@ -19,7 +20,16 @@ from app.config import PROJECT_ROOT
 from app.db import transaction
 from app.extensions import extensions, mall_time
 from app.mall_time import MallTime
-from app.services import coupons, kpis, points
+from app.services import advisors, coupons, kpis, points
+
+# `make run` serves the app here; `--callback-url` overrides it.
+DEFAULT_CALLBACK_URL = "http://127.0.0.1:5000/wecom/callback"
+SANDBOX_EVENTS = {
+    "add-contact": "add_external_contact",
+    "edit-contact": "edit_external_contact",
+    "del-contact": "del_external_contact",
+    "del-follow-user": "del_follow_user",
+}
 
 
 def alembic_config(database_url: str) -> AlembicConfig:
@@ -117,6 +127,47 @@ def register_commands(app: Flask) -> None:
             rows = kpis.compute_day(session, business_day, at)
         click.echo(f"KPIs of {business_day}: {rows} rows (mall and stores)")
 
+    wecom_group = AppGroup("wecom", help="WeCom: advisors' 联系我 contact ways and callbacks.")
+
+    @wecom_group.command("contact-ways")
+    def contact_ways() -> None:
+        """Create a 联系我 QR code at WeCom for every active advisor who has none yet."""
+        with transaction() as session:
+            missing = [staff.id for staff in advisors.advisors_without_contact_way(session)]
+        wecom = extensions().wecom
+        for staff_id in missing:
+            with transaction() as session:
+                way, _ = advisors.ensure_contact_way(session, wecom, staff_id)
+            click.echo(f"advisor {staff_id}: {way.qr_code} (state {way.state})")
+        click.echo(f"{len(missing)} contact ways created")
+
+    sandbox_group = AppGroup("sandbox", help="Drive the WeCom sandbox (development only).")
+    event_group = AppGroup("wecom-event", help="Make the sandbox send the app a signed, encrypted callback.")
+
+    def _event_command(name: str, change_type: str) -> None:
+        @event_group.command(name, help=f"Send a change_external_contact / {change_type} callback.")
+        @click.option("--advisor", "userid", required=True, help="the advisor's WeCom userid, e.g. advisor01")
+        @click.option("--unionid", help="the shopper's unionid (add-contact needs it)")
+        @click.option("--external-userid", help="instead of --unionid, for a known contact")
+        @click.option("--state", default="", help="the contact way's state (add-contact)")
+        @click.option("--name", default="", help="the shopper's WeChat name")
+        @click.option("--callback-url", default=DEFAULT_CALLBACK_URL, show_default=True)
+        def send(
+            userid: str,
+            unionid: str | None,
+            external_userid: str | None,
+            state: str,
+            name: str,
+            callback_url: str,
+        ) -> None:
+            _send_sandbox_event(change_type, userid, unionid, external_userid, state, name, callback_url)
+
+    for name, change_type in SANDBOX_EVENTS.items():
+        _event_command(name, change_type)
+    sandbox_group.add_command(event_group)
+
+    app.cli.add_command(sandbox_group)
+    app.cli.add_command(wecom_group)
     app.cli.add_command(coupons_group)
     app.cli.add_command(jobs_group)
     app.cli.add_command(kpis_group)
@@ -140,6 +191,47 @@ def register_commands(app: Flask) -> None:
             f"Seeded demo mall: {summary.stores} stores, {summary.staff} staff, "
             f"{summary.members} members, {summary.purchases} purchases."
         )
+
+
+def _send_sandbox_event(
+    change_type: str,
+    userid: str,
+    unionid: str | None,
+    external_userid: str | None,
+    state: str,
+    name: str,
+    callback_url: str,
+) -> None:
+    config = extensions().config
+    if config.APP_ENV == "production":
+        raise click.ClickException("the sandbox is for development and tests only")
+    payload = {
+        "change_type": change_type,
+        "userid": userid,
+        "unionid": unionid,
+        "external_userid": external_userid,
+        "state": state,
+        "name": name,
+        "callback_url": callback_url,
+    }
+    try:
+        response = requests.post(
+            f"{config.WECOM_API_BASE.rstrip('/')}/sandbox/events",
+            json=payload,
+            timeout=config.HTTP_TIMEOUT_SECONDS * 2,
+        )
+        answer = response.json()
+    except (requests.RequestException, ValueError) as error:
+        raise click.ClickException(
+            f"the WeCom sandbox at {config.WECOM_API_BASE} did not answer: {error}"
+        ) from error
+    if not answer.get("ok"):
+        raise click.ClickException(f"sandbox: {answer.get('error')}")
+    delivery = answer.get("delivery", {})
+    click.echo(
+        f"{change_type} {userid} ↔ {answer['external_userid']}: "
+        f"the app answered {delivery.get('status')} {delivery.get('body')!r}"
+    )
 
 
 class _ProgressBars:

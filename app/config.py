@@ -6,6 +6,8 @@ machine run with nothing configured; `ProductionConfig` refuses to start with th
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -17,6 +19,9 @@ INSTANCE_DIR = PROJECT_ROOT / "instance"
 # Development-only secrets: readable on purpose, so nobody mistakes them for real ones.
 _DEV_SECRET = "dev-only-insecure-secret-change-me"
 _DEV_PHONE_KEY = "ZGV2LW9ubHktcGhvbmUta2V5LTMyLWJ5dGVzISEhISE="  # 32 bytes, base64
+# WeCom's EncodingAESKey: 43 characters, base64 of 32 bytes without the trailing "=".
+_DEV_WECOM_CALLBACK_AES_KEY = "ZGV2LW9ubHktd2Vjb20tY2FsbGJhY2stYWVzLWtleSE"
+_DEV_WECOM_CALLBACK_TOKEN = "sandbox-wecom-callback-token"
 
 
 def _default_database_url() -> str:
@@ -54,6 +59,11 @@ class Config:
     WECOM_SECRET: str = "sandbox-wecom-secret"
     WECOM_AGENT_ID: str = "1000002"
     WECOM_API_BASE: str = "https://qyapi.weixin.qq.com"
+    # The callback URL (/wecom/callback) set up in WeCom's admin console: its Token and
+    # EncodingAESKey, and how old a signed timestamp may be before the callback counts as replayed.
+    WECOM_CALLBACK_TOKEN: str = _DEV_WECOM_CALLBACK_TOKEN
+    WECOM_CALLBACK_AES_KEY: str = _DEV_WECOM_CALLBACK_AES_KEY
+    WECOM_CALLBACK_MAX_AGE_SECONDS: int = 300
     HTTP_TIMEOUT_SECONDS: int = 5
     WECHAT_TOKEN_RETRIES: int = 1
 
@@ -91,6 +101,8 @@ class Config:
     def validate(self) -> None:
         if self.MEMBER_CODE_STEP_SECONDS <= 0 or self.MEMBER_CODE_STEP_SECONDS > 60:
             raise ValueError("MEMBER_CODE_STEP_SECONDS must be between 1 and 60")
+        if not _is_encoding_aes_key(self.WECOM_CALLBACK_AES_KEY):
+            raise ValueError("WECOM_CALLBACK_AES_KEY must be WeCom's 43-character EncodingAESKey")
 
     def credential_env(self) -> dict[str, str]:
         """WeChat/WeCom/car-park credentials as environment variables, for a sandbox that must accept them."""
@@ -100,6 +112,8 @@ class Config:
             "WECOM_CORP_ID",
             "WECOM_SECRET",
             "WECOM_AGENT_ID",
+            "WECOM_CALLBACK_TOKEN",
+            "WECOM_CALLBACK_AES_KEY",
             "CARPARK_PARK_ID",
             "CARPARK_SIGNING_KEY",
         )
@@ -138,8 +152,21 @@ class ProductionConfig(Config):
             )
             if _DEV_SECRET in getattr(self, name) or getattr(self, name) == _DEV_PHONE_KEY
         ]
+        if self.WECOM_CALLBACK_TOKEN == _DEV_WECOM_CALLBACK_TOKEN:
+            insecure.append("WECOM_CALLBACK_TOKEN")
+        if self.WECOM_CALLBACK_AES_KEY == _DEV_WECOM_CALLBACK_AES_KEY:
+            insecure.append("WECOM_CALLBACK_AES_KEY")
         if insecure:
             raise ValueError(f"production requires real secrets for: {', '.join(insecure)}")
+
+
+def _is_encoding_aes_key(value: str) -> bool:
+    if len(value) != 43:
+        return False
+    try:
+        return len(base64.b64decode(value + "=", validate=True)) == 32
+    except binascii.Error:
+        return False
 
 
 def _coerce(raw: str, type_name: Any) -> Any:

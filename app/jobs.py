@@ -16,7 +16,7 @@ from apscheduler.triggers.cron import CronTrigger
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
-from app import nightly
+from app import nightly, wecom_events
 from app.db import run_transaction, transaction
 from app.extensions import extensions, mall_time, settings
 from app.integrations.carpark import CarParkError, PaymentState
@@ -170,6 +170,11 @@ def refresh_tags() -> str:
     )
 
 
+def process_wecom_events() -> str:
+    """The fallback for WeCom callbacks not acted on right after they arrived (app.wecom_events)."""
+    return wecom_events.process_pending_events(current_app._get_current_object())  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class Job:
     run: Callable[[], str]
@@ -187,6 +192,7 @@ JOBS: dict[str, Job] = {
     "run-campaigns": Job(run_campaigns, {"minute": "*"}),
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
     "reconcile-parking": Job(reconcile_parking, {"minute": "*/5"}),
+    "wecom-events": Job(process_wecom_events, {"minute": "*"}),
 }
 
 

@@ -17,12 +17,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alembic import command
 from dotenv import load_dotenv
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app import create_app, demo_data
 from app.cli import alembic_config
 from app.config import Config
 from app.db import transaction
 from app.extensions import extensions
+from app.models import Staff
 from app.sandbox import SandboxProcess, start_sandbox_process
 
 # Cars waiting in the sandbox lot: (plate, minutes since they entered). Bind one to a shopper
@@ -59,6 +62,7 @@ def main() -> None:
                     f"Seeded demo mall: {summary.stores} stores, {summary.members} members, "
                     f"{summary.purchases} purchases."
                 )
+            seed_wecom_directory(sandbox, session)
 
         print_banner(config, sandbox, f"http://{host}:{port}")
         app.run(host=host, port=port, use_reloader=False, threaded=True)
@@ -67,6 +71,14 @@ def main() -> None:
 def seed_demo_cars(sandbox: SandboxProcess) -> None:
     for plate, minutes_ago in DEMO_CARS:
         sandbox.park_car(plate, minutes_ago)
+
+
+def seed_wecom_directory(sandbox: SandboxProcess, session: Session) -> None:
+    """The sandbox's corp directory is the mall's staff: messages to anyone else come back in
+    `invaliduser`, as they would from WeCom."""
+    staff = session.execute(select(Staff.wecom_userid, Staff.name)).all()
+    if staff:
+        sandbox.add_wecom_users(dict(staff))
 
 
 def print_banner(config: Config, sandbox: SandboxProcess, base: str) -> None:
@@ -91,6 +103,10 @@ def print_banner(config: Config, sandbox: SandboxProcess, base: str) -> None:
         "Demo cars in the lot: " + ", ".join(f"{plate} ({minutes} min)" for plate, minutes in DEMO_CARS),
         '  bind one: POST /api/mp/v1/me/plates {"plate": "粤B12345"}, then',
         "  GET /api/mp/v1/me/parking/quote?plate=粤B12345 and POST /api/mp/v1/me/parking/payments",
+        "",
+        "WeCom 联系我: a shopper (unionid sandbox-union-<openid>) adds advisor01 on WeCom:",
+        f"  FLASK_APP=wsgi WECOM_API_BASE={sandbox.wecom_url} flask sandbox wecom-event add-contact \\",
+        f"      --advisor advisor01 --unionid sandbox-union-<openid> --callback-url {base}/wecom/callback",
     ]
     print("\n" + "\n".join(lines) + "\n", flush=True)
 

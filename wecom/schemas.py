@@ -137,3 +137,22 @@ class CouponRedemptionOut(ma.Schema):
     redeemed_at = ma.fields.DateTime(attribute="redemption.redeemed_at")
     undone_at = ma.fields.DateTime(attribute="redemption.undone_at", allow_none=True)
     coupon = ma.fields.Nested(RedeemedCouponOut)
+
+
+class PoolArgs(ma.Schema):
+    after = ma.fields.Integer(
+        load_default=0, validate=validate.Range(min=0), metadata={"description": "上一页最后的会员号"}
+    )
+    limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class PoolMemberOut(ma.Schema):
+    id = ma.fields.Integer()
+    nickname = ma.fields.String(allow_none=True)
+    phone = ma.fields.String(attribute="phone_masked", metadata={"description": "脱敏手机号"})
+    joined_at = ma.fields.DateTime()
+
+
+class ClaimOut(ma.Schema):
+    member_id = ma.fields.Integer(required=True)
+    advisor_id = ma.fields.Integer(required=True)

@@ -7,6 +7,7 @@ from flask_smorest import Api
 
 def register_admin_api(api: Api) -> None:
     from app.console import (
+        advisor_views,
         auth_views,
         coupon_views,
         parking_views,
@@ -25,3 +26,4 @@ def register_admin_api(api: Api) -> None:
     api.register_blueprint(coupon_views.blp)
     api.register_blueprint(parking_views.blp)
     api.register_blueprint(tag_views.blp)
+    api.register_blueprint(advisor_views.blp)

@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from wechatpy.enterprise import WeChatClient as WeComApiClient
 from wechatpy.session import SessionStorage
 
-from app.integrations.wechat_client import call_with_token_retry
+from app.integrations.wechat_client import WeChatUnavailable, call_with_token_retry
 
 T = TypeVar("T")
+
+# externalcontact/get: "not an external contact (any more)" and "no such external userid".
+_NO_SUCH_CONTACT_ERRCODES = frozenset({84061, 40096})
+# add_contact_way: type 1 = one advisor, scene 2 = a QR code.
+_SINGLE_USER, _QR_CODE = 1, 2
+
+
+@dataclass(frozen=True)
+class ContactWay:
+    config_id: str
+    qr_code: str | None
+
+
+@dataclass(frozen=True)
+class ExternalContactDetails:
+    """What `externalcontact/get` says about a shopper, and the states of the corp users they added."""
+
+    external_userid: str
+    name: str
+    unionid: str | None
+    # userid -> the contact way `state` through which the shopper added them
+    follow_states: dict[str, str]
 
 
 class _ConfiguredHostClient(WeComApiClient):
@@ -52,6 +75,35 @@ class WeComClient:
         result = self._call(lambda: self._client.get("auth/getuserinfo", params={"code": code}))
         userid = result.get("userid") or result.get("UserId")
         return str(userid) if userid else None
+
+    def add_contact_way(self, userid: str, state: str) -> ContactWay:
+        """A 联系我 QR code for one corp user; `state` comes back on every contact added through it."""
+        result = self._call(
+            lambda: self._client.external_contact.add_contact_way(
+                _SINGLE_USER, _QR_CODE, state=state, user=[userid]
+            )
+        )
+        return ContactWay(config_id=str(result["config_id"]), qr_code=result.get("qr_code"))
+
+    def external_contact(self, external_userid: str) -> ExternalContactDetails | None:
+        """The external contact, or None when WeCom no longer knows them as one."""
+        try:
+            result = self._call(lambda: self._client.external_contact.get(external_userid))
+        except WeChatUnavailable as error:
+            if (error.details or {}).get("errcode") in _NO_SUCH_CONTACT_ERRCODES:
+                return None
+            raise
+        contact = result.get("external_contact") or {}
+        return ExternalContactDetails(
+            external_userid=str(contact.get("external_userid") or external_userid),
+            name=str(contact.get("name") or ""),
+            unionid=contact.get("unionid") or None,
+            follow_states={
+                str(user["userid"]): str(user.get("state") or "")
+                for user in result.get("follow_user") or []
+                if user.get("userid")
+            },
+        )
 
     def send_text(self, userids: list[str], content: str) -> dict[str, Any]:
         return self._call(lambda: self._client.message.send_text(self.agent_id, userids, content))

@@ -1,5 +1,12 @@
 """All models, imported so that `Base.metadata` knows every table (Alembic, tests)."""
 
+from app.models.advisor import (
+    AdvisorAssignment,
+    AdvisorContactWay,
+    AssignmentEnd,
+    AssignmentReason,
+    ExternalContact,
+)
 from app.models.coupon import (
     CampaignStatus,
     Coupon,
@@ -53,10 +60,15 @@ from app.models.tag import (
     TagSource,
 )
 from app.models.tier import Tier, TierChange
+from app.models.wecom import WeComEvent
 
 __all__ = [
     "PLATE_MAX_LENGTH",
     "SCENE_MAX_LENGTH",
+    "AdvisorAssignment",
+    "AdvisorContactWay",
+    "AssignmentEnd",
+    "AssignmentReason",
     "CampaignStatus",
     "CheckIn",
     "CheckInStreakBonus",
@@ -69,6 +81,7 @@ __all__ = [
     "CouponTemplate",
     "EarningRate",
     "ExpiryPolicy",
+    "ExternalContact",
     "KpiDaily",
     "LifecycleStage",
     "LifecycleTransition",
@@ -111,4 +124,5 @@ __all__ = [
     "TierChange",
     "UsedMemberCode",
     "WeChatAccount",
+    "WeComEvent",
 ]

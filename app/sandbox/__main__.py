@@ -17,9 +17,10 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from .carpark import create_carpark_app
 from .settings import SandboxCredentials
-from .state import SandboxState
+from .state import SandboxState, WeComState
 from .wechat import create_wechat_app
 from .wecom import create_wecom_app
+from .wecom_events import CallbackSigning
 
 # What the app's development settings use (app.config), so that both agree out of the box.
 CARPARK_PARK_ID = "sandbox-park-001"
@@ -40,6 +41,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wecom-corp-id", default=defaults.wecom_corp_id)
     parser.add_argument("--wecom-secret", default=defaults.wecom_secret)
     parser.add_argument("--wecom-agent-id", default=defaults.wecom_agent_id)
+    parser.add_argument("--wecom-callback-token", default=defaults.wecom_callback_token)
+    parser.add_argument("--wecom-callback-aes-key", default=defaults.wecom_callback_aes_key)
     parser.add_argument("--carpark-port", type=int, default=5103, help="0 picks a free port")
     parser.add_argument("--carpark-park-id", default=os.environ.get("CARPARK_PARK_ID") or CARPARK_PARK_ID)
     parser.add_argument(
@@ -53,7 +56,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     wechat_app = create_wechat_app(SandboxState(), args.wechat_appid, args.wechat_secret)
-    wecom_app = create_wecom_app(SandboxState(), args.wecom_corp_id, args.wecom_secret, args.wecom_agent_id)
+    wecom_app = create_wecom_app(
+        WeComState(),
+        args.wecom_corp_id,
+        args.wecom_secret,
+        args.wecom_agent_id,
+        callback=CallbackSigning(args.wecom_callback_token, args.wecom_callback_aes_key),
+    )
     carpark_app = create_carpark_app(args.carpark_park_id, args.carpark_signing_key)
     servers = {
         "wechat": make_server(args.host, args.wechat_port, wechat_app, threaded=True),

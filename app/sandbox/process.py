@@ -93,6 +93,47 @@ class SandboxProcess:
         log: list[dict[str, Any]] = self._control(server, "GET", "requests")["requests"]
         return log
 
+    # WeCom: the corp directory, contact ways, external contacts and callbacks
+
+    def add_wecom_users(self, users: Mapping[str, str]) -> None:
+        """Add corp users (userid -> name). Once any exists, other userids are unknown to WeCom."""
+        self._control("wecom", "POST", "users", {"users": dict(users)})
+
+    def wecom_contact_ways(self) -> list[dict[str, Any]]:
+        """Contact ways (联系我) created through `externalcontact/add_contact_way`."""
+        ways: list[dict[str, Any]] = self._control("wecom", "GET", "contact-ways")["contact_ways"]
+        return ways
+
+    def wecom_event(
+        self,
+        change_type: str,
+        userid: str,
+        *,
+        unionid: str | None = None,
+        external_userid: str | None = None,
+        callback_url: str | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Change an external contact of `userid` and send the signed, encrypted
+        `change_external_contact` callback to `callback_url`; without a URL, only return it
+        (`answer["callback"]` has its `url` and `body`). Options: name, state, timestamp."""
+        payload = {
+            "change_type": change_type,
+            "userid": userid,
+            "unionid": unionid,
+            "external_userid": external_userid,
+            "callback_url": callback_url,
+            "deliver": callback_url is not None,
+            **options,
+        }
+        response = self._http.post(
+            f"{self.wecom_url}/sandbox/events", json=payload, timeout=CONTROL_TIMEOUT_SECONDS * 2
+        )
+        answer: dict[str, Any] = response.json()
+        if response.status_code != 200:
+            raise RuntimeError(f"sandbox event failed: {answer}")
+        return answer
+
     # The car park
 
     def park_car(self, plate: str, minutes_ago: int) -> None:
@@ -157,7 +198,7 @@ def start_sandbox_process(
 
     `env` is layered over `os.environ` for the child; use it to change the accepted
     credentials (WECHAT_APPID, WECHAT_SECRET, WECOM_CORP_ID, WECOM_SECRET, WECOM_AGENT_ID,
-    CARPARK_PARK_ID, CARPARK_SIGNING_KEY).
+    WECOM_CALLBACK_TOKEN, WECOM_CALLBACK_AES_KEY, CARPARK_PARK_ID, CARPARK_SIGNING_KEY).
     Port 0 picks a free port. Raises RuntimeError if the child fails to start in `timeout` seconds.
     """
     child_env = {**os.environ, **(env or {})}

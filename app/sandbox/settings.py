@@ -13,6 +13,9 @@ class SandboxCredentials:
     wecom_corp_id: str = "wwsandbox000000001"
     wecom_secret: str = "sandbox-wecom-secret"
     wecom_agent_id: str = "1000002"
+    # What the sandbox signs and encrypts the callbacks it sends with (the app's WECOM_CALLBACK_*).
+    wecom_callback_token: str = "sandbox-wecom-callback-token"
+    wecom_callback_aes_key: str = "ZGV2LW9ubHktd2Vjb20tY2FsbGJhY2stYWVzLWtleSE"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> SandboxCredentials:

@@ -13,9 +13,18 @@ from app.db import RetryableConflict, utcnow
 from app.errors import AuthInvalid, DomainError, NotFound, ValidationFailed
 from app.integrations.wechat_client import MiniProgramClient, WeChatCodeRejected, WeChatSession
 from app.mall_time import MallTime
-from app.models import Member, MemberConsent, MemberSource, QrScene, SceneKind, Tier, WeChatAccount
+from app.models import (
+    AssignmentReason,
+    Member,
+    MemberConsent,
+    MemberSource,
+    QrScene,
+    SceneKind,
+    Tier,
+    WeChatAccount,
+)
 from app.pii import InvalidPhone, PhoneVault, normalize_phone
-from app.services import points, rewards, tiers
+from app.services import advisors, points, rewards, tiers
 
 
 class WeChatLoginCodeInvalid(DomainError):
@@ -142,6 +151,7 @@ def register(
         _insert(session, member)
 
     _fill_profile(member, request)
+    advisor_before = member.advisor_id
     _attribute_to_scene(member, _scene_by_value(session, request.scene))
     account.member_id = member.id
     session.add(
@@ -153,6 +163,12 @@ def register(
         )
     )
     session.flush()
+    if member.advisor_id is not None and member.advisor_id != advisor_before:
+        advisors.record_assignment(
+            session, member.id, member.advisor_id, AssignmentReason.SIGNUP_SCENE, at=at.now
+        )
+    # The shopper may have added an advisor on WeCom before joining: that contact waits for them.
+    advisors.match_contacts_of_member(session, member.id, account.unionid, at=at.now)
     if created:
         rewards.reward_sign_up(session, member, at=at, settings=points.points_settings(session))
     return SignUpResult(member_profile(session, member.id), created=created)

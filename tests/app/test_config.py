@@ -31,3 +31,13 @@ def test_production_refuses_development_secrets() -> None:
 def test_member_code_steps_longer_than_a_minute_are_refused() -> None:
     with pytest.raises(ValueError, match="MEMBER_CODE_STEP_SECONDS"):
         Config.from_env({"MEMBER_CODE_STEP_SECONDS": "300"})
+
+
+def test_a_callback_aes_key_that_is_not_43_base64_characters_is_refused() -> None:
+    with pytest.raises(ValueError, match="WECOM_CALLBACK_AES_KEY"):
+        Config.from_env({"WECOM_CALLBACK_AES_KEY": "too-short"})
+
+
+def test_production_refuses_the_sandbox_callback_secrets() -> None:
+    with pytest.raises(ValueError, match="WECOM_CALLBACK_TOKEN, WECOM_CALLBACK_AES_KEY"):
+        Config.from_env({"APP_ENV": "production"})

@@ -13,6 +13,7 @@ import requests
 from PIL import Image
 from wechatpy import WeChatClient
 from wechatpy.enterprise import WeChatClient as WeComClient
+from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.exceptions import APILimitedException, WeChatClientException
 
 from app.sandbox import SandboxProcess, start_sandbox_process
@@ -484,6 +485,161 @@ def test_wecom_message_validates_its_body(
         f"more info at https://open.work.weixin.qq.com/devtool/query?e={errcode}"
     )
     assert sandbox.messages("wecom") == []
+
+
+def test_wecom_message_names_users_outside_the_directory_in_invaliduser(
+    sandbox: SandboxProcess, wecom: SandboxWeComClient
+) -> None:
+    sandbox.add_wecom_users({"zhangsan": "张三"})
+
+    result = wecom.message.send_text(int(sandbox.credentials.wecom_agent_id), ["zhangsan", "ghost"], "hi")
+
+    # A partial failure: errcode 0, and the message still goes to the users WeCom knows.
+    assert (result["errcode"], result["invaliduser"]) == (0, "ghost")
+    [message] = sandbox.messages("wecom")
+    assert message["touser"] == "zhangsan"
+
+
+def test_wecom_message_to_nobody_known_fails(sandbox: SandboxProcess, wecom: SandboxWeComClient) -> None:
+    sandbox.add_wecom_users({"zhangsan": "张三"})
+
+    with pytest.raises(WeChatClientException) as raised:
+        wecom.message.send_text(int(sandbox.credentials.wecom_agent_id), ["ghost"], "hi")
+
+    assert raised.value.errcode == 81013
+    assert sandbox.messages("wecom") == []
+
+
+# WeCom: 联系我, external contacts, customer tags, JS-SDK tickets
+
+
+def test_wecom_contact_way_gives_a_config_id_and_qr_code(
+    sandbox: SandboxProcess, wecom: SandboxWeComClient
+) -> None:
+    result = wecom.external_contact.add_contact_way(1, 2, state="adv:7", user=["zhangsan"])
+
+    assert result["errcode"] == 0
+    assert result["qr_code"] == f"https://wework.qpic.cn/wwpic/{result['config_id']}/0"
+    [way] = sandbox.wecom_contact_ways()
+    assert (way["config_id"], way["user"], way["state"]) == (result["config_id"], ["zhangsan"], "adv:7")
+
+
+@pytest.mark.parametrize(
+    ("body", "errcode"),
+    [
+        ({"type": 3, "scene": 2, "user": ["zhangsan"]}, 40058),
+        ({"type": 1, "scene": 2, "user": ["zhangsan", "lisi"]}, 40098),
+        ({"type": 1, "scene": 2, "user": ["ghost"]}, 60111),
+        ({"type": 1, "scene": 2, "user": ["zhangsan"], "state": "x" * 31}, 40058),
+    ],
+)
+def test_wecom_contact_way_validates_its_body(
+    sandbox: SandboxProcess, body: dict[str, Any], errcode: int
+) -> None:
+    sandbox.add_wecom_users({"zhangsan": "张三", "lisi": "李四"})
+
+    response = post_json(
+        f"{sandbox.wecom_url}/cgi-bin/externalcontact/add_contact_way", wecom_token(sandbox), body
+    )
+
+    assert response.json()["errcode"] == errcode
+    assert sandbox.wecom_contact_ways() == []
+
+
+def test_wecom_external_contact_shows_unionid_and_follow_users(
+    sandbox: SandboxProcess, wecom: SandboxWeComClient
+) -> None:
+    added = sandbox.wecom_event("add_external_contact", "zhangsan", unionid="u-1", name="小红", state="adv:7")
+
+    result = wecom.external_contact.get(added["external_userid"])
+
+    assert result["external_contact"] == {
+        "external_userid": added["external_userid"],
+        "name": "小红",
+        "type": 1,
+        "gender": 0,
+        "unionid": "u-1",
+    }
+    [follow_user] = result["follow_user"]
+    assert (follow_user["userid"], follow_user["state"], follow_user["tags"]) == ("zhangsan", "adv:7", [])
+    assert isinstance(follow_user["createtime"], int)
+
+
+def test_wecom_external_contact_errors(sandbox: SandboxProcess, wecom: SandboxWeComClient) -> None:
+    added = sandbox.wecom_event("add_external_contact", "zhangsan", unionid="u-2")
+    sandbox.wecom_event("del_follow_user", "zhangsan", unionid="u-2")
+
+    for external_userid, errcode in [(added["external_userid"], 84061), ("not-an-external-id", 40096)]:
+        with pytest.raises(WeChatClientException) as raised:
+            wecom.external_contact.get(external_userid)
+        assert raised.value.errcode == errcode
+
+
+def test_wecom_corp_tags_are_added_listed_and_marked(
+    sandbox: SandboxProcess, wecom: SandboxWeComClient
+) -> None:
+    added = sandbox.wecom_event("add_external_contact", "zhangsan", unionid="u-3")
+    group = wecom.external_contact.add_corp_tag(None, "会员等级", 1, [{"name": "金卡"}, {"name": "银卡"}])[
+        "tag_group"
+    ]
+    gold, silver = (tag["id"] for tag in group["tag"])
+
+    listed = wecom.external_contact.get_corp_tag_list()["tag_group"]
+    marked = wecom.external_contact.mark_tag("zhangsan", added["external_userid"], add_tag=[gold, silver])
+    unmarked = wecom.external_contact.mark_tag("zhangsan", added["external_userid"], remove_tag=[silver])
+
+    assert [tag["name"] for tag in listed[0]["tag"]] == ["金卡", "银卡"]
+    assert marked["errcode"] == unmarked["errcode"] == 0
+    tags = wecom.external_contact.get(added["external_userid"])["follow_user"][0]["tags"]
+    assert tags == [{"group_name": "会员等级", "tag_name": "金卡", "tag_id": gold, "type": 1}]
+
+
+@pytest.mark.parametrize(
+    ("userid", "tag", "errcode"),
+    [("ghost", "real", 60111), ("zhangsan", "et-unknown", 40068), ("lisi", "real", 84061)],
+)
+def test_wecom_mark_tag_errors(
+    sandbox: SandboxProcess, wecom: SandboxWeComClient, userid: str, tag: str, errcode: int
+) -> None:
+    sandbox.add_wecom_users({"zhangsan": "张三", "lisi": "李四"})
+    added = sandbox.wecom_event("add_external_contact", "zhangsan", unionid="u-4")
+    real = wecom.external_contact.add_corp_tag(None, "偏好", 0, [{"name": "母婴"}])["tag_group"]["tag"][0][
+        "id"
+    ]
+
+    with pytest.raises(WeChatClientException) as raised:
+        wecom.external_contact.mark_tag(
+            userid, added["external_userid"], add_tag=[real if tag == "real" else tag]
+        )
+
+    assert raised.value.errcode == errcode
+
+
+def test_wecom_jsapi_tickets(wecom: SandboxWeComClient) -> None:
+    corp = wecom.jsapi.get_ticket()
+    agent = wecom.jsapi.get_agent_ticket()
+
+    assert corp["errcode"] == agent["errcode"] == 0
+    assert corp["expires_in"] == agent["expires_in"] == 7200
+    assert corp["ticket"] and agent["ticket"] and corp["ticket"] != agent["ticket"]
+
+
+def test_wecom_callbacks_are_signed_and_encrypted_for_the_app(sandbox: SandboxProcess) -> None:
+    credentials = sandbox.credentials
+    answer = sandbox.wecom_event("add_external_contact", "zhangsan", unionid="u-5", state="adv:7")
+    query = dict(part.split("=", 1) for part in answer["callback"]["url"].split("?", 1)[1].split("&"))
+    crypto = WeChatCrypto(
+        credentials.wecom_callback_token, credentials.wecom_callback_aes_key, credentials.wecom_corp_id
+    )
+
+    plaintext = crypto.decrypt_message(
+        answer["callback"]["body"], query["msg_signature"], query["timestamp"], query["nonce"]
+    )
+
+    assert "<ChangeType><![CDATA[add_external_contact]]></ChangeType>" in plaintext
+    assert f"<ExternalUserID><![CDATA[{answer['external_userid']}]]></ExternalUserID>" in plaintext
+    assert "<State><![CDATA[adv:7]]></State>" in plaintext
+    assert "<UserID><![CDATA[zhangsan]]></UserID>" in plaintext
 
 
 # Both servers

@@ -1,0 +1,77 @@
+"""Advisors (导购) and their members: 联系我 contact ways, WeCom external contacts, assignment history."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import TABLE_OPTIONS, Base, str_enum, utcnow
+
+# WeCom's limit for a contact way's `state`.
+CONTACT_WAY_STATE_MAX_LENGTH = 30
+
+
+class AdvisorContactWay(Base):
+    """An advisor's 联系我 QR code (`externalcontact/add_contact_way`), one per advisor."""
+
+    __tablename__ = "advisor_contact_ways"
+    __table_args__ = TABLE_OPTIONS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), unique=True)
+    config_id: Mapped[str] = mapped_column(String(64), unique=True)
+    qr_code: Mapped[str | None] = mapped_column(String(255))
+    # Comes back on the add_external_contact callback: which contact way a shopper scanned.
+    state: Mapped[str] = mapped_column(String(CONTACT_WAY_STATE_MAX_LENGTH), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExternalContact(Base):
+    """A shopper in an advisor's WeCom contacts; matched to a member by unionid when we know them."""
+
+    __tablename__ = "wecom_external_contacts"
+    __table_args__ = (UniqueConstraint("external_userid", "staff_id"), TABLE_OPTIONS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    unionid: Mapped[str | None] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str | None] = mapped_column(String(CONTACT_WAY_STATE_MAX_LENGTH))
+    # None until a member with this unionid is known (then matched at their sign-up).
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AssignmentReason(enum.StrEnum):
+    SIGNUP_SCENE = "signup_scene"
+    CONTACT_WAY = "contact_way"
+    POOL_CLAIM = "pool_claim"
+    REASSIGNMENT = "reassignment"
+
+
+class AssignmentEnd(enum.StrEnum):
+    REASSIGNED = "reassigned"
+    RETURNED_TO_POOL = "returned_to_pool"
+
+
+class AdvisorAssignment(Base):
+    """A member's time with one advisor: `members.advisor_id` is the current one, these the history."""
+
+    __tablename__ = "advisor_assignments"
+    __table_args__ = TABLE_OPTIONS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    reason: Mapped[AssignmentReason] = mapped_column(str_enum(AssignmentReason))
+    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[AssignmentEnd | None] = mapped_column(str_enum(AssignmentEnd))
+    assigned_by_operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    ended_by_operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
