@@ -52,11 +52,22 @@ from app.models.tag import (
     TagKind,
     TagSource,
 )
+from app.models.task import (
+    AdvisorTask,
+    TaskCandidate,
+    TaskOutcome,
+    TaskRule,
+    TaskSettings,
+    TaskStatus,
+    TaskTrigger,
+    TaskType,
+)
 from app.models.tier import Tier, TierChange
 
 __all__ = [
     "PLATE_MAX_LENGTH",
     "SCENE_MAX_LENGTH",
+    "AdvisorTask",
     "CampaignStatus",
     "CheckIn",
     "CheckInStreakBonus",
@@ -106,6 +117,13 @@ __all__ = [
     "Tag",
     "TagKind",
     "TagSource",
+    "TaskCandidate",
+    "TaskOutcome",
+    "TaskRule",
+    "TaskSettings",
+    "TaskStatus",
+    "TaskTrigger",
+    "TaskType",
     "TemplateStatus",
     "Tier",
     "TierChange",
