@@ -14,6 +14,7 @@ def register_admin_api(api: Api) -> None:
         points_views,
         scene_views,
         tag_views,
+        task_views,
         tier_views,
     )
 
@@ -25,3 +26,4 @@ def register_admin_api(api: Api) -> None:
     api.register_blueprint(coupon_views.blp)
     api.register_blueprint(parking_views.blp)
     api.register_blueprint(tag_views.blp)
+    api.register_blueprint(task_views.blp)
