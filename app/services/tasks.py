@@ -7,7 +7,8 @@ Generating business day D is set-based SQL, never a Python loop per member:
    `advisor_task_candidates`: the members each active rule's trigger hits (UNION ALL over the rules),
    less those with a task of the rule's type within its cool-down (NOT EXISTS; a task of that type
    today always counts), each given to their bound advisor or else to their store's pool (members with
-   neither are skipped), one row per member and task type (ROW_NUMBER: the most urgent rule wins);
+   neither are skipped), one row per member and task type (ROW_NUMBER: the most urgent rule wins),
+   at most a cap's worth per advisor or pool and range (ROW_NUMBER again);
 3. assign: one INSERT … SELECT into `advisor_tasks` keeping, per advisor and per store pool, the most
    urgent candidates (ROW_NUMBER by priority, due date, member) up to the daily cap less the tasks it
    already got on D; then the scratch rows go.
@@ -157,7 +158,7 @@ def generate_day(
         for done, (low, high) in enumerate(batches, start=1):
             if triggers:
                 with unit_of_work() as session:
-                    step.rows += stage_candidates(session, triggers, business_date, low, high)
+                    step.rows += stage_candidates(session, triggers, business_date, low, high, settings)
             notify("candidates", done, len(batches))
     with _timed(report, "assign") as step, unit_of_work() as session:
         step.rows = assign_capped(session, business_date, settings, at.now)
@@ -271,8 +272,13 @@ def clear_candidates(session: Session) -> None:
     session.execute(delete(TaskCandidate))
 
 
-def stage_candidates(session: Session, triggers: list[RuleTrigger], day: date, low: int, high: int) -> int:
-    """Write the day's candidates among members with ids in [low, high): one statement for all rules."""
+def stage_candidates(
+    session: Session, triggers: list[RuleTrigger], day: date, low: int, high: int, settings: TaskSettings
+) -> int:
+    """Write the day's candidates among members with ids in [low, high): one statement for all rules.
+
+    Only each assignee's `cap` most urgent candidates of the range are written: the day's most urgent
+    `cap` overall are among them, in the order `assign_capped` uses, so nothing it would keep is lost."""
     hits = union_all(*(trigger.candidates(day, low, high) for trigger in triggers)).subquery("hits")
     scene_store = QrScene.store_id
     advisor = aliased(Staff)
@@ -313,15 +319,34 @@ def stage_candidates(session: Session, triggers: list[RuleTrigger], day: date, l
         "trigger_value",
         "due_date",
     ]
-    picked = select(literal(day, Date), *(ranked.c[name] for name in columns)).where(ranked.c.pick == 1)
+    picked = select(*(ranked.c[name] for name in columns)).where(ranked.c.pick == 1).subquery("picked")
+    placed = select(
+        picked,
+        func.row_number().over(partition_by=_assignee(picked), order_by=_urgency(picked)).label("place"),
+    ).subquery("placed")
+    kept = select(literal(day, Date), *(placed.c[name] for name in columns)).where(
+        placed.c.place <= _cap(placed, settings)
+    )
     return session.execute(  # type: ignore[attr-defined]
-        insert(TaskCandidate).from_select(["business_date", *columns], picked)
+        insert(TaskCandidate).from_select(["business_date", *columns], kept)
     ).rowcount
 
 
 def _assignee(table: Any) -> Any:
     """One key per advisor and per store pool: the advisor's id, or minus the pool's store id."""
     return case((table.c.advisor_id.is_not(None), table.c.advisor_id), else_=-table.c.store_id)
+
+
+def _urgency(table: Any) -> list[Any]:
+    """The order in which an assignee's candidates are kept under the cap."""
+    return [table.c.priority, table.c.due_date, table.c.member_id, table.c.task_type]
+
+
+def _cap(table: Any, settings: TaskSettings) -> Any:
+    return case(
+        (table.c.advisor_id.is_not(None), settings.daily_cap_per_advisor),
+        else_=settings.daily_cap_per_store_pool,
+    )
 
 
 def assign_capped(session: Session, day: date, settings: TaskSettings, now: datetime) -> int:
@@ -335,25 +360,13 @@ def assign_capped(session: Session, day: date, settings: TaskSettings, now: date
         .group_by(_assignee(tasks))
         .subquery("given")
     )
-    cap = case(
-        (candidates.c.advisor_id.is_not(None), settings.daily_cap_per_advisor),
-        else_=settings.daily_cap_per_store_pool,
-    )
     ranked = (
         select(
             candidates,
             func.row_number()
-            .over(
-                partition_by=_assignee(candidates),
-                order_by=[
-                    candidates.c.priority,
-                    candidates.c.due_date,
-                    candidates.c.member_id,
-                    candidates.c.task_type,
-                ],
-            )
+            .over(partition_by=_assignee(candidates), order_by=_urgency(candidates))
             .label("place"),
-            (cap - func.coalesce(given.c.tasks, 0)).label("room"),
+            (_cap(candidates, settings) - func.coalesce(given.c.tasks, 0)).label("room"),
         )
         .select_from(candidates)
         .outerjoin(given, given.c.assignee == _assignee(candidates))
