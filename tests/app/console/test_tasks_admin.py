@@ -220,7 +220,7 @@ def test_task_generation_is_a_scheduled_job_after_the_nightly_tags(
     assert result.exit_code == 0, result.output
     assert "generated 3 tasks" in result.output
     assert jobs.JOBS["generate-tasks"].schedule == {"hour": "7", "minute": "30"}
-    assert jobs.JOBS["refresh-tags"].schedule["hour"] < "7"
+    assert int(jobs.JOBS["refresh-tags"].schedule["hour"]) < 7
 
 
 def test_the_openapi_spec_documents_the_task_endpoints(client: FlaskClient) -> None:
