@@ -243,6 +243,27 @@ def test_the_daily_cap_keeps_the_most_urgent_tasks_per_advisor(
     assert generate(app).generated == 1
 
 
+def test_member_ranges_do_not_change_which_tasks_are_kept(
+    app: Flask, session: Session, mall: dict, new_member: Callable[..., Member], tag: Callable
+) -> None:
+    set_caps(session, per_advisor=2, per_pool=2)
+    members = [
+        new_member(advisor=[mall["ann"], mall["ben"], None][index % 3], store=mall["store1"])
+        for index in range(12)
+    ]
+    add_rule(app, tag=tag("low", members), priority=7, task_type=TaskType.WIN_BACK_DORMANT, name="低")
+    add_rule(app, tag=tag("high", members[5:]), priority=3, name="高")
+    results = []
+    for batch_size in (1, 5, 1000):
+        session.execute(AdvisorTask.__table__.delete())
+        generate(app, batch_size=batch_size)
+        results.append(tasks_of(session))
+
+    assert results[0] == results[1] == results[2]
+    assert len(results[0]) == 6  # two each for Ann, Ben and the pool
+    assert {kind for *_, kind, _ in results[0]} == {TaskType.VIP_INVITATION}
+
+
 def test_store_pools_have_their_own_cap(
     app: Flask, session: Session, mall: dict, new_member: Callable[..., Member], tag: Callable
 ) -> None:
