@@ -451,6 +451,40 @@ def _task_list(session: Session, whose: Any, day: date) -> list[TaskItem]:
     return [TaskItem(task, nickname, phone, is_overdue(task, day)) for task, nickname, phone in rows]
 
 
+@dataclass(frozen=True)
+class TaskCounts:
+    """One advisor's (or, with `advisor_id` None, one store pool's) tasks for a day's digest."""
+
+    advisor_id: int | None
+    store_id: int | None
+    new_today: int
+    open: int
+    overdue: int
+
+
+def daily_counts(session: Session, day: date) -> list[TaskCounts]:
+    """Per advisor and per store pool holding open tasks or tasks generated on `day`: how many are new
+    that day, open, and overdue (what a morning digest says). One GROUP BY; advisors first, by id."""
+    pool_store = case((AdvisorTask.advisor_id.is_(None), AdvisorTask.store_id))
+    open_ = AdvisorTask.status == TaskStatus.OPEN
+    rows = session.execute(
+        select(
+            AdvisorTask.advisor_id,
+            pool_store.label("store_id"),
+            func.sum(case((AdvisorTask.business_date == day, 1), else_=0)),
+            func.sum(case((open_, 1), else_=0)),
+            func.sum(case((and_(open_, AdvisorTask.due_date < day), 1), else_=0)),
+        )
+        .where(or_(AdvisorTask.business_date == day, and_(open_, AdvisorTask.business_date < day)))
+        .group_by(AdvisorTask.advisor_id, pool_store)
+        .order_by(AdvisorTask.advisor_id.is_(None), AdvisorTask.advisor_id, pool_store)
+    ).all()
+    return [
+        TaskCounts(advisor_id, store_id, int(new), int(open_count), int(overdue))
+        for advisor_id, store_id, new, open_count, overdue in rows
+    ]
+
+
 def get_task(session: Session, task_id: int) -> AdvisorTask:
     task = session.get(AdvisorTask, task_id)
     if task is None:

@@ -503,6 +503,35 @@ def test_an_advisors_list_puts_overdue_tasks_first_then_priority(
     assert pool == []
 
 
+def test_daily_counts_tell_each_advisor_and_pool_whats_new_open_and_overdue(
+    app: Flask, session: Session, mall: dict, new_member: Callable[..., Member], tag: Callable
+) -> None:
+    old, fresh, pooled = (
+        new_member(advisor=mall["ann"]),
+        new_member(advisor=mall["ann"]),
+        new_member(store=mall["store2"]),
+    )
+    add_rule(app, tag=tag("old", [old]), due_in_days=0, name="旧")
+    generate(app, DAY - timedelta(days=1))  # open and due yesterday
+    add_rule(app, tag=tag("fresh", [fresh, pooled]), task_type=TaskType.BIRTHDAY_GREETING, name="新")
+    generate(app)
+    done_id = session.scalars(select(AdvisorTask.id).where(AdvisorTask.member_id == fresh.id)).one()
+    run_transaction(
+        lambda s: tasks.complete_task(
+            s, done_id, staff_id=mall["ann"].id, outcome=TaskOutcome.CONTACTED, note=None, at=at_day(DAY)
+        ),
+        app=app,
+    )
+
+    with transaction(app) as s:
+        counts = tasks.daily_counts(s, DAY)
+
+    assert counts == [
+        tasks.TaskCounts(mall["ann"].id, None, new_today=1, open=1, overdue=1),
+        tasks.TaskCounts(None, mall["store2"].id, new_today=1, open=1, overdue=0),
+    ]
+
+
 def test_a_tasks_message_fills_the_placeholders(app: Flask, mall: dict, generated: dict) -> None:
     with transaction(app) as session:
         text = tasks.render_message(session, generated["ann"].id)
