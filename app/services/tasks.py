@@ -14,7 +14,8 @@ Generating business day D is set-based SQL, never a Python loop per member:
    already got on D; then the scratch rows go.
 
 A member's store is the store of their sign-up scene; an advisor's task carries it too (or, failing
-that, the advisor's own store). Running a day again adds nothing: what was generated is excluded by
+that, the advisor's own store). Members bound to an advisor who is no longer active go to that store's
+pool until an operator reassigns them. Running a day again adds nothing: what was generated is excluded by
 the cool-down and the unique key (member, task type, business day), and the cap counts it. Segment
 rules read the tags of the last nightly refresh, as segments do everywhere.
 """
@@ -282,11 +283,13 @@ def stage_candidates(
     hits = union_all(*(trigger.candidates(day, low, high) for trigger in triggers)).subquery("hits")
     scene_store = QrScene.store_id
     advisor = aliased(Staff)
+    # A member still bound to an advisor who left is their store's until an operator reassigns them.
+    working_advisor = case((advisor.is_active.is_(True), advisor.id))
     store_id = func.coalesce(scene_store, advisor.store_id)
     ranked = (
         select(
             hits.c.member_id,
-            Member.advisor_id,
+            working_advisor.label("advisor_id"),
             store_id.label("store_id"),
             hits.c.rule_id,
             hits.c.task_type,
@@ -305,7 +308,7 @@ def stage_candidates(
         .join(Member, Member.id == hits.c.member_id)
         .outerjoin(QrScene, QrScene.id == Member.signup_scene_id)
         .outerjoin(advisor, advisor.id == Member.advisor_id)
-        .where(or_(Member.advisor_id.is_not(None), scene_store.is_not(None)))
+        .where(or_(working_advisor.is_not(None), store_id.is_not(None)))
         .subquery("ranked")
     )
     columns = [

@@ -167,7 +167,11 @@ def test_tagged_members_get_tasks_for_their_advisor_or_their_store_pool(
     pooled = new_member(store=mall["store1"])
     nobody = new_member()  # no advisor, no sign-up store: nobody to give it to
     untagged = new_member(advisor=mall["ann"])
-    vip = tag("vip", [bound, pooled, nobody])
+    leaver = factories.create_staff(
+        session, "gone", StaffRole.ADVISOR, store_id=mall["store2"].id, is_active=False
+    )
+    left_behind = new_member(advisor=leaver)  # their advisor left: the advisor's store's pool
+    vip = tag("vip", [bound, pooled, nobody, left_behind])
     rule = add_rule(app, tag=vip, due_in_days=2)
 
     report = generate(app)
@@ -175,11 +179,12 @@ def test_tagged_members_get_tasks_for_their_advisor_or_their_store_pool(
     assert tasks_of(session) == [
         (bound.id, mall["ann"].id, mall["store2"].id, TaskType.VIP_INVITATION, DAY),
         (pooled.id, None, mall["store1"].id, TaskType.VIP_INVITATION, DAY),
+        (left_behind.id, None, mall["store2"].id, TaskType.VIP_INVITATION, DAY),
     ]
     task = session.scalars(select(AdvisorTask).where(AdvisorTask.member_id == bound.id)).one()
     assert (task.rule_id, task.trigger_kind, task.trigger_value) == (rule.id, TaskTrigger.TAG, "vip")
     assert (task.status, task.due_date, task.priority) == (TaskStatus.OPEN, DAY + timedelta(days=2), 10)
-    assert report.generated == 2 and report.rules == 1
+    assert report.generated == 3 and report.rules == 1
     assert [step.name for step in report.steps] == list(tasks.STEPS)
     assert untagged.id not in {row[0] for row in tasks_of(session)}
 
