@@ -7,8 +7,9 @@
 The database in `--database-url` is the benchmark's own: it is DROPPED and recreated (unless `--reuse`
 finds it already prepared). It is filled either by copying, on the same server, what generation reads
 from a database the nightly benchmark prepared (`--copy-from`: tiers, stores, staff, QR scenes, members,
-tags, members' tags, statistics and lifecycle transitions; the source is only read), or by
-`scripts/gen_data.py` followed by the nightly refresh.
+tags, members' tags, statistics and lifecycle transitions; the source is only read; if it holds no
+member tags, the copy is tagged by the nightly refresh's tags step), or by `scripts/gen_data.py`
+followed by the nightly refresh.
 
 The setup step is safe to re-run: it adds advisors up to `--advisors` (two per store come from gen_data),
 spreads the bound members (a quarter of them) over all advisors, records a lifecycle transition
@@ -115,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             benchdb.recreate_database(url)
             _copy(url, make_url(args.copy_from).database or "")
+            if not _scalar(url, "SELECT COUNT(*) FROM member_tags"):
+                log("the source has no member tags (its nightly refresh was cut short?): tagging the copy")
+                app = benchdb.build_app(url)
+                with app.app_context():
+                    at = mall_time()
+                nightly.refresh(app, at, steps=("tags",))
         else:
             log(f"generating {args.members:,} members, {args.purchases:,} purchases (database recreated)")
             gen_data.generate(url, members=args.members, purchases=args.purchases, recreate=True)
