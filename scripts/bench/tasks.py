@@ -190,20 +190,42 @@ def _copy(url: str, source: str) -> None:
         with connection.cursor() as cursor:
             cursor.execute("SET SESSION foreign_key_checks = 0, unique_checks = 0")
             for table in COPIED_TABLES:
-                cursor.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND "
-                    "table_name = %s ORDER BY ordinal_position",
-                    (target, table),
-                )
-                columns = ", ".join(f"`{name}`" for (name,) in cursor.fetchall())
+                # The source may be at another revision: copy the columns both have, and give the
+                # target's other required columns a plain value (e.g. today for a date).
+                target_columns = _columns(cursor, target, table)
+                source_names = {name for name, *_ in _columns(cursor, source, table)}
+                names, values = [], []
+                for name, data_type, nullable, default in target_columns:
+                    if name in source_names:
+                        names.append(f"`{name}`")
+                        values.append(f"`{name}`")
+                    elif nullable == "NO" and default is None:
+                        names.append(f"`{name}`")
+                        values.append(_filler(data_type))
                 began = time.perf_counter()
                 cursor.execute(
-                    f"INSERT INTO `{target}`.`{table}` ({columns}) SELECT {columns} FROM `{source}`.`{table}`"
+                    f"INSERT INTO `{target}`.`{table}` ({', '.join(names)}) "
+                    f"SELECT {', '.join(values)} FROM `{source}`.`{table}`"
                 )
                 log(f"  {table}: {cursor.rowcount:,} rows in {time.perf_counter() - began:.1f} s")
                 connection.commit()
     finally:
         connection.close()
+
+
+def _columns(cursor: Any, schema: str | None, table: str) -> list[tuple[str, str, str, Any]]:
+    cursor.execute(
+        "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (schema, table),
+    )
+    return list(cursor.fetchall())
+
+
+def _filler(data_type: str) -> str:
+    if data_type in ("date", "datetime", "timestamp"):
+        return "UTC_DATE()" if data_type == "date" else "UTC_TIMESTAMP()"
+    return "''" if "char" in data_type or "text" in data_type else "0"
 
 
 def _setup(url: str, app: Any, advisor_count: int, day: Any) -> None:
