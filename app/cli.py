@@ -20,7 +20,7 @@ from app.config import PROJECT_ROOT
 from app.db import transaction
 from app.extensions import extensions, mall_time
 from app.mall_time import MallTime
-from app.services import advisors, coupons, kpis, points
+from app.services import advisors, coupons, kpis, points, tasks
 
 # `make run` serves the app here; `--callback-url` overrides it.
 DEFAULT_CALLBACK_URL = "http://127.0.0.1:5000/wecom/callback"
@@ -168,11 +168,40 @@ def register_commands(app: Flask) -> None:
 
     app.cli.add_command(sandbox_group)
     app.cli.add_command(wecom_group)
+
+    tasks_group = AppGroup("tasks", help="Advisor tasks.")
+
+    @tasks_group.command("generate")
+    @click.option(
+        "--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), help="business day (default: today)"
+    )
+    @click.option(
+        "--batch-size", default=tasks.DEFAULT_BATCH_SIZE, show_default=True, help="members per transaction"
+    )
+    def generate_tasks(day: datetime | None, batch_size: int) -> None:
+        """Generate the advisor tasks of a business day from the active task rules. Safe to re-run."""
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        at = mall_time()
+        report = tasks.generate_day(
+            lambda: transaction(app),
+            day.date() if day else at.today,
+            at,
+            batch_size=batch_size,
+            progress=_ProgressBars(),
+        )
+        for step in report.steps:
+            click.echo(f"{step.name:<12}{step.seconds:>9.2f} s{step.rows:>12,} rows")
+        click.echo(
+            f"{'total':<12}{report.seconds:>9.2f} s   {report.business_date}: {report.generated:,} tasks "
+            f"from {report.rules} active rules"
+        )
+
     app.cli.add_command(coupons_group)
     app.cli.add_command(jobs_group)
     app.cli.add_command(kpis_group)
     app.cli.add_command(points_group)
     app.cli.add_command(tags_group)
+    app.cli.add_command(tasks_group)
 
     @app.cli.command("seed-demo")
     @click.option("--members", "member_count", default=300, show_default=True)
@@ -235,7 +264,7 @@ def _send_sandbox_event(
 
 
 class _ProgressBars:
-    """One click progress bar per step of the nightly refresh, on stderr."""
+    """One click progress bar per step of the nightly refresh or the task generation, on stderr."""
 
     def __init__(self) -> None:
         self._step: str | None = None

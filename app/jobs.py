@@ -21,7 +21,7 @@ from app.db import run_transaction, transaction
 from app.extensions import extensions, mall_time, settings
 from app.integrations.carpark import CarParkError, PaymentState
 from app.mall_time import MallTime
-from app.services import campaigns, coupons, member_codes, parking, points, rewards, tiers
+from app.services import campaigns, coupons, member_codes, parking, points, rewards, tasks, tiers
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,16 @@ def process_wecom_events() -> str:
     return wecom_events.process_pending_events(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
+def generate_tasks() -> str:
+    """Today's advisor tasks from the task rules (app.services.tasks)."""
+    app, at = current_app._get_current_object(), mall_time()  # type: ignore[attr-defined]
+    report = tasks.generate_day(lambda: transaction(app), at.today, at)
+    return (
+        f"generated {report.generated} tasks for {report.business_date} from {report.rules} rules "
+        f"in {report.seconds:.1f} s ({report.rows('expire')} expired)"
+    )
+
+
 @dataclass(frozen=True)
 class Job:
     run: Callable[[], str]
@@ -189,6 +199,8 @@ JOBS: dict[str, Job] = {
     "expire-coupons": Job(expire_coupons, {"hour": "0", "minute": "20"}),
     # After the night's points, coupons and birthdays have settled.
     "refresh-tags": Job(refresh_tags, {"hour": "3", "minute": "0"}),
+    # After the nightly tags (their lifecycle transitions and tags trigger tasks), before advisors start.
+    "generate-tasks": Job(generate_tasks, {"hour": "7", "minute": "30"}),
     "run-campaigns": Job(run_campaigns, {"minute": "*"}),
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
     "reconcile-parking": Job(reconcile_parking, {"minute": "*/5"}),

@@ -15,6 +15,7 @@ def register_admin_api(api: Api) -> None:
         points_views,
         scene_views,
         tag_views,
+        task_views,
         tier_views,
     )
 
@@ -27,3 +28,4 @@ def register_admin_api(api: Api) -> None:
     api.register_blueprint(parking_views.blp)
     api.register_blueprint(tag_views.blp)
     api.register_blueprint(advisor_views.blp)
+    api.register_blueprint(task_views.blp)

@@ -59,6 +59,16 @@ from app.models.tag import (
     TagKind,
     TagSource,
 )
+from app.models.task import (
+    AdvisorTask,
+    TaskCandidate,
+    TaskOutcome,
+    TaskRule,
+    TaskSettings,
+    TaskStatus,
+    TaskTrigger,
+    TaskType,
+)
 from app.models.tier import Tier, TierChange
 from app.models.wecom import WeComEvent
 
@@ -67,6 +77,7 @@ __all__ = [
     "SCENE_MAX_LENGTH",
     "AdvisorAssignment",
     "AdvisorContactWay",
+    "AdvisorTask",
     "AssignmentEnd",
     "AssignmentReason",
     "CampaignStatus",
@@ -119,6 +130,13 @@ __all__ = [
     "Tag",
     "TagKind",
     "TagSource",
+    "TaskCandidate",
+    "TaskOutcome",
+    "TaskRule",
+    "TaskSettings",
+    "TaskStatus",
+    "TaskTrigger",
+    "TaskType",
     "TemplateStatus",
     "Tier",
     "TierChange",

@@ -29,6 +29,7 @@ from app.models import (
     StaffRole,
     WeChatAccount,
 )
+from app.services import tasks
 
 CONTACT_WAY_STATE_PREFIX = "adv:"
 
@@ -386,7 +387,7 @@ def reassign_members(
         )
     )
     if not member_ids:
-        _move_open_tasks(session, from_staff_id, to_staff_id, operator_id=operator_id, at=at)
+        tasks.move_open_tasks(session, from_staff_id, to_staff_id)
         return 0
     end = AssignmentEnd.REASSIGNED if to_staff_id is not None else AssignmentEnd.RETURNED_TO_POOL
     for chunk in _chunks(member_ids, 500):
@@ -419,19 +420,9 @@ def reassign_members(
                     for member_id in chunk
                 ],
             )
-    _move_open_tasks(session, from_staff_id, to_staff_id, operator_id=operator_id, at=at)
+    tasks.move_open_tasks(session, from_staff_id, to_staff_id)
     session.flush()
     return len(member_ids)
-
-
-def _move_open_tasks(
-    session: Session, from_staff_id: int, to_staff_id: int | None, *, operator_id: int, at: datetime
-) -> None:
-    """The one place where a reassignment moves the advisor's open tasks along with their members.
-
-    Advisor tasks are another slice of issue 8; its service function is called from here, in the
-    same transaction, once it exists (None = the tasks go to the members' store pools).
-    """
 
 
 def members_of_advisor_count(session: Session, staff_id: int) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -9,7 +11,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.extensions import extensions
-from app.models import AdvisorAssignment, AssignmentEnd, AssignmentReason, Member, Staff, StaffRole
+from app.models import (
+    AdvisorAssignment,
+    AdvisorTask,
+    AssignmentEnd,
+    AssignmentReason,
+    LifecycleStage,
+    Member,
+    Staff,
+    StaffRole,
+    TaskRule,
+    TaskStatus,
+    TaskTrigger,
+    TaskType,
+)
 from app.sandbox import SandboxProcess
 from tests import factories
 from tests.flows import bearer, operator_login
@@ -168,3 +183,41 @@ def test_reassigning_needs_an_operator(client: FlaskClient, mall: dict) -> None:
     response = client.post(f"/api/admin/v1/advisors/{mall['leaving']}/reassign", json={"to_staff_id": None})
 
     assert response.status_code == 401
+
+
+def test_reassigning_moves_the_open_tasks_and_leaves_the_finished_ones(
+    client: FlaskClient, session: Session, mall: dict, admin: dict[str, str]
+) -> None:
+    rule = TaskRule(
+        name="唤醒", trigger_kind=TaskTrigger.LIFECYCLE, from_stage=LifecycleStage.ACTIVE,
+        to_stage=LifecycleStage.DORMANT, task_type=TaskType.WIN_BACK_DORMANT, message_template="您好",
+        priority=1, cool_down_days=30, due_in_days=3,
+    )  # fmt: skip
+    session.add(rule)
+    session.flush()
+    today = date(2026, 11, 25)
+
+    def task(member_id: int, status: TaskStatus) -> AdvisorTask:
+        return AdvisorTask(
+            business_date=today, member_id=member_id, advisor_id=mall["leaving"], rule_id=rule.id,
+            task_type=TaskType.WIN_BACK_DORMANT, priority=1, trigger_kind=TaskTrigger.LIFECYCLE,
+            trigger_value="active>dormant", due_date=today, status=status,
+        )  # fmt: skip
+
+    open_task, done_task = (
+        task(mall["members"][0], TaskStatus.OPEN),
+        task(mall["members"][1], TaskStatus.DONE),
+    )
+    session.add_all([open_task, done_task])
+    session.commit()
+
+    response = client.post(
+        f"/api/admin/v1/advisors/{mall['leaving']}/reassign",
+        json={"to_staff_id": mall["taking_over"]},
+        headers=admin,
+    )
+
+    assert response.status_code == 200
+    session.expire_all()
+    assert session.get_one(AdvisorTask, open_task.id).advisor_id == mall["taking_over"]
+    assert session.get_one(AdvisorTask, done_task.id).advisor_id == mall["leaving"]
