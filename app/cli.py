@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from app import jobs, nightly
 from app.config import PROJECT_ROOT
-from app.db import transaction
+from app.db import transaction, utcnow
 from app.extensions import extensions, mall_time
 from app.mall_time import MallTime
-from app.services import advisors, coupons, kpis, points, tasks
+from app.services import advisors, coupons, kpis, points, push, tasks
 
 # `make run` serves the app here; `--callback-url` overrides it.
 DEFAULT_CALLBACK_URL = "http://127.0.0.1:5000/wecom/callback"
@@ -54,8 +54,41 @@ def register_commands(app: Flask) -> None:
 
     @jobs_group.command("schedule")
     def schedule() -> None:
-        """Run every job on its schedule (mall timezone) until interrupted."""
-        jobs.build_scheduler(current_app._get_current_object()).start()  # type: ignore[attr-defined]
+        """The same as `flask scheduler`."""
+        _run_scheduler()
+
+    @app.cli.command("scheduler")
+    def scheduler() -> None:
+        """Run every job on its schedule (mall timezone) until interrupted. Start as many as you like:
+        only the holder of the leader lease runs jobs; another takes over within a minute if it stops."""
+        _run_scheduler()
+
+    push_group = AppGroup("push", help="WeCom messages: advisors' daily digests, the outbox.")
+
+    @push_group.command("digests")
+    @click.option(
+        "--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), help="business day (default: today)"
+    )
+    def push_digests(day: datetime | None) -> None:
+        """Enqueue a day's advisor digests and store summaries (each once per day), then send them."""
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        business_day = day.date() if day else mall_time().today
+        public_base_url = extensions().config.PUBLIC_BASE_URL
+        with transaction() as session:
+            enqueued = push.enqueue_day(session, business_day, utcnow(), public_base_url)
+        click.echo(
+            f"{business_day}: enqueued {enqueued['digests']} digests, "
+            f"{enqueued['store_summaries']} store summaries"
+        )
+        _echo_sent(push.send_due(lambda: transaction(app), extensions().wecom, utcnow))
+
+    @push_group.command("send")
+    def push_send() -> None:
+        """Send (or retry) the WeCom messages that are due."""
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        _echo_sent(push.send_due(lambda: transaction(app), extensions().wecom, utcnow))
+
+    app.cli.add_command(push_group)
 
     points_group = AppGroup("points", help="The points ledger.")
 
@@ -220,6 +253,26 @@ def register_commands(app: Flask) -> None:
             f"Seeded demo mall: {summary.stores} stores, {summary.staff} staff, "
             f"{summary.members} members, {summary.purchases} purchases."
         )
+
+
+def _run_scheduler() -> None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    leadership = jobs.Leadership(app)
+    click.echo(f"scheduler {leadership.holder}: jobs run while this process holds the leader lease")
+    try:
+        jobs.build_scheduler(app, leadership).start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        leadership.release()
+
+
+def _echo_sent(report: push.SendReport) -> None:
+    click.echo(f"sent {report.sent}, {report.retrying} to retry, {report.dead} dead")
+    if report.invalid_users:
+        click.echo(f"WeCom did not know: {', '.join(report.invalid_users)}")
+    if report.rate_limited:
+        click.echo("rate limited by WeCom: the rest is retried in a minute (flask push send)")
 
 
 def _send_sandbox_event(

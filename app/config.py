@@ -65,6 +65,8 @@ class Config:
     WECOM_CALLBACK_AES_KEY: str = _DEV_WECOM_CALLBACK_AES_KEY
     WECOM_CALLBACK_MAX_AGE_SECONDS: int = 300
     HTTP_TIMEOUT_SECONDS: int = 5
+    # Where advisors open the app's pages from WeCom messages (the digest links to /wecom/advisor/tasks).
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:5000"
     WECHAT_TOKEN_RETRIES: int = 1
 
     # The car park's open API (科拓 / 捷顺 / 蓝卡 style): signed JSON requests. `make run` and the

@@ -1,15 +1,20 @@
 """Scheduled jobs. Each is a transaction boundary (one per member or per batch), safe to re-run.
 
-Run one by hand with `flask jobs run <name>`, or all on schedule with `flask jobs schedule`.
+Run one by hand with `flask jobs run <name>`, or all on schedule with `flask scheduler` (its own
+process; of several, only the holder of the leader lease runs jobs). Every run is recorded in job_runs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -17,11 +22,22 @@ from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
 from app import nightly, wecom_events
-from app.db import run_transaction, transaction
+from app.db import run_transaction, transaction, utcnow
 from app.extensions import extensions, mall_time, settings
 from app.integrations.carpark import CarParkError, PaymentState
 from app.mall_time import MallTime
-from app.services import campaigns, coupons, member_codes, parking, points, rewards, tasks, tiers
+from app.services import (
+    campaigns,
+    coupons,
+    member_codes,
+    parking,
+    points,
+    push,
+    rewards,
+    scheduling,
+    tasks,
+    tiers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +202,45 @@ def generate_tasks() -> str:
 
 
 @dataclass(frozen=True)
+class JobResult:
+    """What a job did: a sentence for people, and counts for the job_runs record."""
+
+    outcome: str
+    counts: dict[str, Any]
+
+
+def push_digests() -> JobResult:
+    """Enqueue today's advisor digests and store summaries (once per day each), then send what is due."""
+    app, at = current_app._get_current_object(), mall_time()  # type: ignore[attr-defined]
+    enqueued = run_transaction(
+        lambda session: push.enqueue_day(session, at.today, utcnow(), settings().PUBLIC_BASE_URL)
+    )
+    report = push.send_due(lambda: transaction(app), extensions().wecom, utcnow)
+    counts = {**enqueued, **report.counts()}
+    return JobResult(
+        f"{at.today}: enqueued {enqueued['digests']} digests and {enqueued['store_summaries']} store "
+        f"summaries; {_sent_sentence(report)}",
+        counts,
+    )
+
+
+def send_outbox() -> JobResult:
+    """Send (or retry) the WeCom messages that are due."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    report = push.send_due(lambda: transaction(app), extensions().wecom, utcnow)
+    return JobResult(_sent_sentence(report), report.counts())
+
+
+def _sent_sentence(report: push.SendReport) -> str:
+    sentence = f"sent {report.sent}, {report.retrying} to retry, {report.dead} dead"
+    if report.invalid_users:
+        sentence += f", invalid users: {', '.join(report.invalid_users[:10])}"
+    return sentence + (" (rate limited: paused)" if report.rate_limited else "")
+
+
+@dataclass(frozen=True)
 class Job:
-    run: Callable[[], str]
+    run: Callable[[], str | JobResult]
     # Cron fields, in the mall's timezone.
     schedule: dict[str, str]
 
@@ -201,6 +254,9 @@ JOBS: dict[str, Job] = {
     "refresh-tags": Job(refresh_tags, {"hour": "3", "minute": "0"}),
     # After the nightly tags (their lifecycle transitions and tags trigger tasks), before advisors start.
     "generate-tasks": Job(generate_tasks, {"hour": "7", "minute": "30"}),
+    # When advisors start their day, after the tasks are generated.
+    "push-digests": Job(push_digests, {"hour": "8", "minute": "30"}),
+    "send-outbox": Job(send_outbox, {"minute": "*"}),
     "run-campaigns": Job(run_campaigns, {"minute": "*"}),
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
     "reconcile-parking": Job(reconcile_parking, {"minute": "*/5"}),
@@ -208,24 +264,91 @@ JOBS: dict[str, Job] = {
 }
 
 
-def run_job(app: Flask, name: str) -> str:
+def run_job(app: Flask, name: str, *, runner: str = "cli") -> str:
+    """Run one job now and record the run (start, end, outcome and counts, or the error)."""
     with app.app_context():
-        outcome = JOBS[name].run()
+        run_id = run_transaction(lambda session: scheduling.start_run(session, name, runner, utcnow()))
+        try:
+            result = JOBS[name].run()
+        except Exception as error:
+            failure = f"{type(error).__name__}: {error}"
+            run_transaction(lambda session: scheduling.finish_run(session, run_id, utcnow(), error=failure))
+            raise
+        outcome, counts = (result.outcome, result.counts) if isinstance(result, JobResult) else (result, None)
+        run_transaction(
+            lambda session: scheduling.finish_run(session, run_id, utcnow(), outcome=outcome, counts=counts)
+        )
     log.info("job %s: %s", name, outcome)
     return outcome
 
 
-def build_scheduler(app: Flask) -> BlockingScheduler:
+# A leader renews its lease every LEASE_RENEWAL; it keeps it for LEASE_TTL without renewing.
+LEASE_TTL = timedelta(seconds=60)
+LEASE_RENEWAL = timedelta(seconds=15)
+
+
+class Leadership:
+    """This scheduler process's claim on the leader lease (app.services.scheduling)."""
+
+    def __init__(self, app: Flask, holder: str | None = None, ttl: timedelta = LEASE_TTL) -> None:
+        self.app = app
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.ttl = ttl
+
+    def hold(self) -> bool:
+        """Take or renew the lease; whether this process leads now."""
+        with self.app.app_context():
+            return run_transaction(
+                lambda session: scheduling.acquire_lease(
+                    session, scheduling.LEADER_LEASE, self.holder, utcnow(), self.ttl
+                )
+            )
+
+    def release(self) -> None:
+        with self.app.app_context():
+            run_transaction(
+                lambda session: scheduling.release_lease(session, scheduling.LEADER_LEASE, self.holder)
+            )
+
+
+def run_if_leader(leadership: Leadership, name: str) -> str | None:
+    """What the scheduler runs at a job's time: the job, if this process holds the lease; else nothing."""
+    if not leadership.hold():
+        log.debug("job %s: not the leader, skipped", name)
+        return None
+    return run_job(leadership.app, name, runner=leadership.holder)
+
+
+def _renew(leadership: Leadership) -> None:
+    try:
+        leadership.hold()
+    except Exception:  # a database hiccup must not stop the heartbeat
+        log.exception("could not renew the scheduler lease")
+
+
+def build_scheduler(app: Flask, leadership: Leadership | None = None) -> BlockingScheduler:
+    leadership = leadership or Leadership(app)
     with app.app_context():
         timezone = extensions().mall_tz
     scheduler = BlockingScheduler(timezone=timezone)
     for name, job in JOBS.items():
         scheduler.add_job(
-            run_job,
+            run_if_leader,
             CronTrigger(timezone=timezone, **job.schedule),
-            args=(app, name),
+            args=(leadership, name),
             id=name,
             max_instances=1,
             coalesce=True,
         )
+    scheduler.add_job(
+        _renew,
+        "interval",
+        seconds=LEASE_RENEWAL.total_seconds(),
+        args=(leadership,),
+        id=LEADER_HEARTBEAT,
+        next_run_time=utcnow(),
+    )
     return scheduler
+
+
+LEADER_HEARTBEAT = "leader-heartbeat"

@@ -10,6 +10,7 @@ def register_admin_api(api: Api) -> None:
         advisor_views,
         auth_views,
         coupon_views,
+        job_views,
         parking_views,
         partner_views,
         points_views,
@@ -29,3 +30,4 @@ def register_admin_api(api: Api) -> None:
     api.register_blueprint(tag_views.blp)
     api.register_blueprint(advisor_views.blp)
     api.register_blueprint(task_views.blp)
+    api.register_blueprint(job_views.blp)

@@ -31,7 +31,8 @@ T = TypeVar("T")
 
 # Errors that mean "our access token is stale": refresh it and try again.
 TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
-RATE_LIMIT_ERRCODES = frozenset({45009, 45011})
+# 45009 daily quota, 45011 per-minute quota, 45033 too many concurrent calls.
+RATE_LIMIT_ERRCODES = frozenset({45009, 45011, 45033})
 # The code a client gave us is wrong, used or expired: the caller's fault, not WeChat's.
 CODE_ERRCODES = frozenset({40029, 40163, 40226})
 
@@ -75,7 +76,7 @@ def call_with_token_retry(client: Any, call: Callable[[], T], retries: int, serv
             if errcode in CODE_ERRCODES:
                 raise WeChatCodeRejected(errcode) from exc
             if errcode in RATE_LIMIT_ERRCODES:
-                raise WeChatRateLimited() from exc
+                raise WeChatRateLimited(details={"errcode": errcode}) from exc
             log.warning("%s API error errcode=%s errmsg=%s", service, errcode, exc.errmsg)
             raise WeChatUnavailable(details={"errcode": errcode}) from exc
         except requests.RequestException as exc:

@@ -105,6 +105,11 @@ class WeComClient:
             },
         )
 
+    def send_message(self, userids: list[str], message: dict[str, Any]) -> dict[str, Any]:
+        """`message/send` of one message (`msgtype` and its object) to `userids`; WeCom's answer, whose
+        `invaliduser` names the recipients it did not know (errcode 0: the others got it)."""
+        return self._call(lambda: self._client.message.send(self.agent_id, userids, msg=message))
+
     def send_text(self, userids: list[str], content: str) -> dict[str, Any]:
         return self._call(lambda: self._client.message.send_text(self.agent_id, userids, content))
 

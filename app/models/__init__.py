@@ -43,6 +43,13 @@ from app.models.points import (
     PointsSettings,
 )
 from app.models.purchase import Purchase, PurchaseRefund
+from app.models.push import (
+    JobRun,
+    OutboxKind,
+    OutboxStatus,
+    SchedulerLease,
+    WeComOutboxMessage,
+)
 from app.models.reference import ReferenceVersion
 from app.models.scene import SCENE_MAX_LENGTH, QrScene, SceneKind
 from app.models.staff import Operator, Staff, StaffRole
@@ -93,6 +100,7 @@ __all__ = [
     "EarningRate",
     "ExpiryPolicy",
     "ExternalContact",
+    "JobRun",
     "KpiDaily",
     "LifecycleStage",
     "LifecycleTransition",
@@ -104,6 +112,8 @@ __all__ = [
     "MemberTag",
     "MemberTagHistory",
     "Operator",
+    "OutboxKind",
+    "OutboxStatus",
     "ParkingPayment",
     "ParkingPaymentCoupon",
     "ParkingPaymentStatus",
@@ -122,6 +132,7 @@ __all__ = [
     "ReferenceVersion",
     "RfmSegment",
     "SceneKind",
+    "SchedulerLease",
     "Segment",
     "SegmentationSettings",
     "Staff",
@@ -143,4 +154,5 @@ __all__ = [
     "UsedMemberCode",
     "WeChatAccount",
     "WeComEvent",
+    "WeComOutboxMessage",
 ]

@@ -28,6 +28,8 @@ class Staff(Base):
     role: Mapped[StaffRole] = mapped_column(str_enum(StaffRole))
     store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"), index=True)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Set when WeCom reported the userid invalid on a push (left the corp, typo); cleared by a delivery.
+    wecom_unreachable_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     store: Mapped[Store | None] = relationship(lazy="raise")

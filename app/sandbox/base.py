@@ -35,9 +35,9 @@ def create_base_app(import_name: str, state: SandboxState, dialect: Dialect) -> 
     return app
 
 
-def _log_request_and_fire_faults() -> None:
+def _log_request_and_fire_faults() -> Response | None:
     if request.path.startswith(f"{CONTROL_PREFIX}/"):
-        return
+        return None
     state = server_context().state
     state.log_request(
         {
@@ -50,8 +50,13 @@ def _log_request_and_fire_faults() -> None:
     )
     # Faults fire before any validation or token check so tests can rely on them unconditionally.
     fault = state.take_fault(request.path)
-    if fault is not None:
-        raise WireError(fault.errcode, fault.errmsg)
+    if fault is None:
+        return None
+    if fault.delay_seconds:
+        time.sleep(fault.delay_seconds)
+    if fault.http_status is not None:
+        return Response(f"<html><body>{fault.http_status} {fault.errmsg}</body></html>", fault.http_status)
+    raise WireError(fault.errcode, fault.errmsg)
 
 
 def _render_wire_error(error: WireError) -> Response:

@@ -32,8 +32,16 @@ def add_fault() -> Response | tuple[Response, int]:
         return _bad_request("body must be a JSON object")
     path, errcode = body.get("path"), body.get("errcode")
     errmsg, times = body.get("errmsg"), body.get("times", 1)
+    http_status, delay = body.get("http_status"), body.get("delay_seconds", 0)
     if not isinstance(path, str) or not path.strip("/"):
         return _bad_request("path must be a non-empty string")
+    if http_status is not None and not (_is_int(http_status) and 400 <= http_status <= 599):
+        return _bad_request("http_status must be an HTTP error status")
+    if not (isinstance(delay, int | float) and not isinstance(delay, bool) and 0 <= delay <= 60):
+        return _bad_request("delay_seconds must be a number of seconds up to 60")
+    if errcode is None and (http_status is not None or delay):
+        # A delay alone: the client times out, and the late answer is a server error.
+        errcode, http_status = -1, http_status or 503
     if not _is_int(errcode):
         return _bad_request("errcode must be an integer")
     if errmsg is not None and not isinstance(errmsg, str):
@@ -42,7 +50,10 @@ def add_fault() -> Response | tuple[Response, int]:
         return _bad_request("times must be a positive integer")
 
     message = errmsg or DEFAULT_FAULT_MESSAGES.get(errcode, "sandbox injected error")
-    sandbox_state().add_fault(f"/{path.lstrip('/')}", Fault(errcode, message, times))
+    sandbox_state().add_fault(
+        f"/{path.lstrip('/')}",
+        Fault(errcode, message, times, http_status=http_status, delay_seconds=float(delay)),
+    )
     return _ok()
 
 

@@ -72,11 +72,20 @@ class SandboxProcess:
         errcode: int,
         errmsg: str | None = None,
         times: int = 1,
+        *,
+        http_status: int | None = None,
+        delay_seconds: float = 0,
     ) -> None:
-        """Make the next `times` requests to `path` fail with `errcode`, before any other check."""
+        """Make the next `times` requests to `path` fail with `errcode`, before any other check; with
+        `http_status`, with that HTTP error instead; after `delay_seconds` (longer than the client's
+        timeout: a timeout, and the request is not carried out)."""
         fault: dict[str, Any] = {"path": path, "errcode": errcode, "times": times}
         if errmsg is not None:
             fault["errmsg"] = errmsg
+        if http_status is not None:
+            fault["http_status"] = http_status
+        if delay_seconds:
+            fault["delay_seconds"] = delay_seconds
         self._control(server, "POST", "faults", fault)
 
     def expire_tokens(self, server: Server) -> None:

@@ -38,11 +38,15 @@ class AccessToken:
 
 @dataclass
 class Fault:
-    """A canned error the next `remaining` requests to a path receive instead of a real answer."""
+    """A canned error the next `remaining` requests to a path receive instead of a real answer: an
+    errcode, or (with `http_status`) a bare HTTP error page, after `delay_seconds` (a client with a
+    shorter timeout sees a timeout; the request is never carried out)."""
 
     errcode: int
     errmsg: str
     remaining: int
+    http_status: int | None = None
+    delay_seconds: float = 0.0
 
 
 class SandboxState:

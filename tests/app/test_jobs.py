@@ -180,11 +180,11 @@ def mall_time_today(app: Flask) -> date:
 
 
 def test_the_scheduler_knows_every_job_in_mall_time(app: Flask) -> None:
-    from app.jobs import JOBS, build_scheduler
+    from app.jobs import JOBS, LEADER_HEARTBEAT, build_scheduler
 
     scheduler = build_scheduler(app)
 
-    assert {job.id for job in scheduler.get_jobs()} == set(JOBS)
+    assert {job.id for job in scheduler.get_jobs()} == {*JOBS, LEADER_HEARTBEAT}
     assert str(scheduler.timezone) == "Asia/Shanghai"
 
 

@@ -1,0 +1,458 @@
+"""Advisors' daily digests and store managers' summaries, through the WeCom outbox.
+
+Enqueueing writes one outbox row per message under a unique dedupe key, so a digest is enqueued once per
+advisor per day however often the job runs and however many schedulers run it. Senders claim due rows
+with a conditional UPDATE (two senders never hold the same row), send them outside any transaction, and
+record each outcome only if they still hold the claim. A sender that dies holding rows gives them back
+when its lease runs out; the one message it may have sent before dying is then sent again (WeCom offers
+no idempotency key), which is the only way a recipient can get a message twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import insert_row
+from app.integrations.wechat_client import WeChatRateLimited, WeChatUnavailable
+from app.integrations.wecom_client import WeComClient
+from app.models import (
+    AdvisorTask,
+    Member,
+    OutboxKind,
+    OutboxStatus,
+    Staff,
+    StaffRole,
+    Store,
+    TaskStatus,
+    WeComOutboxMessage,
+)
+from app.services.task_rules import TASK_TYPE_NAMES
+from app.services.tasks import daily_counts
+
+ADVISOR_TASKS_PATH = "/wecom/advisor/tasks"
+MAX_ATTEMPTS = 6
+# Doubled after every failed attempt: 1, 2, 4, 8, 16 minutes, then dead.
+RETRY_BACKOFF = timedelta(minutes=1)
+MAX_RETRY_BACKOFF = timedelta(hours=1)
+# WeCom's quotas are per minute (45011) or per day (45009): pause the whole batch, not one row.
+RATE_LIMIT_PAUSE = timedelta(minutes=1)
+# Longer than a batch takes to send; a crashed sender's rows are due again after it.
+CLAIM_LEASE = timedelta(minutes=5)
+DEFAULT_BATCH_SIZE = 100
+TOP_PRIORITIES = 3
+# WeCom: no such user (all recipients invalid).
+_ALL_RECIPIENTS_INVALID = 81013
+_DUE = (OutboxStatus.PENDING, OutboxStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    dedupe_key: str
+    kind: OutboxKind
+    userids: list[str]
+    message: dict[str, Any]
+
+
+# --- enqueueing ------------------------------------------------------------------------------------
+
+
+def digest_key(staff_id: int, day: date) -> str:
+    return f"digest:{staff_id}:{day.isoformat()}"
+
+
+def store_summary_key(store_id: int, day: date) -> str:
+    return f"store-summary:{store_id}:{day.isoformat()}"
+
+
+def enqueue(session: Session, items: list[OutboxItem], day: date, now: datetime) -> int:
+    """Add the items whose dedupe key is new; returns how many were added. Safe against a concurrent
+    enqueuer: a key it inserted first is skipped, not an error."""
+    keys = [item.dedupe_key for item in items]
+    existing = set(
+        session.scalars(select(WeComOutboxMessage.dedupe_key).where(WeComOutboxMessage.dedupe_key.in_(keys)))
+    )
+    added = 0
+    for item in items:
+        if item.dedupe_key in existing:
+            continue
+        row = WeComOutboxMessage(
+            dedupe_key=item.dedupe_key,
+            kind=item.kind,
+            business_date=day,
+            touser="|".join(item.userids),
+            payload=item.message,
+            status=OutboxStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+        )
+        try:
+            with session.begin_nested():
+                insert_row(session, row)
+        except IntegrityError:
+            continue
+        added += 1
+    return added
+
+
+def daily_digests(session: Session, day: date, public_base_url: str) -> list[OutboxItem]:
+    """One text card per active advisor with open tasks or tasks generated on `day`: how many today,
+    how many overdue, the most urgent few, and a link to their task page."""
+    counts = {count.advisor_id: count for count in daily_counts(session, day) if count.advisor_id}
+    if not counts:
+        return []
+    advisors = session.scalars(
+        select(Staff)
+        .where(Staff.id.in_(counts), Staff.is_active.is_(True), Staff.role == StaffRole.ADVISOR)
+        .order_by(Staff.id)
+    ).all()
+    url = f"{public_base_url.rstrip('/')}{ADVISOR_TASKS_PATH}"
+    items = []
+    for advisor in advisors:
+        count = counts[advisor.id]
+        lines = [
+            f'<div class="gray">{day.month}月{day.day}日</div>',
+            f'<div class="normal">待办任务 {count.open} 条（今日新增 {count.new_today} 条）</div>',
+        ]
+        if count.overdue:
+            lines.append(f'<div class="highlight">已逾期 {count.overdue} 条，请优先处理</div>')
+        for index, (task_type, nickname) in enumerate(_top_tasks(session, advisor.id, day), start=1):
+            lines.append(
+                f'<div class="normal">{index}. {TASK_TYPE_NAMES[task_type]} · {nickname or "会员"}</div>'
+            )
+        items.append(
+            OutboxItem(
+                dedupe_key=digest_key(advisor.id, day),
+                kind=OutboxKind.DIGEST,
+                userids=[advisor.wecom_userid],
+                message=_text_card(f"今日导购任务：{count.open} 条", "".join(lines), url),
+            )
+        )
+    return items
+
+
+def _top_tasks(session: Session, staff_id: int, day: date) -> list[tuple[Any, str | None]]:
+    overdue = AdvisorTask.due_date < day
+    rows = session.execute(
+        select(AdvisorTask.task_type, Member.nickname)
+        .join(Member, Member.id == AdvisorTask.member_id)
+        .where(
+            AdvisorTask.advisor_id == staff_id,
+            AdvisorTask.status == TaskStatus.OPEN,
+            AdvisorTask.business_date <= day,
+        )
+        .order_by(case((overdue, 0), else_=1), AdvisorTask.priority, AdvisorTask.due_date, AdvisorTask.id)
+        .limit(TOP_PRIORITIES)
+    ).all()
+    return [(task_type, nickname) for task_type, nickname in rows]
+
+
+def store_summaries(session: Session, day: date, public_base_url: str) -> list[OutboxItem]:
+    """One text card per store with active managers, to all of them: open tasks per advisor, the store
+    pool's open tasks, and how many of yesterday's tasks are done."""
+    managers: dict[int, list[str]] = {}
+    for store_id, userid in session.execute(
+        select(func.coalesce(Staff.store_id, 0), Staff.wecom_userid)
+        .where(Staff.role == StaffRole.MANAGER, Staff.is_active.is_(True), Staff.store_id.is_not(None))
+        .order_by(Staff.store_id, Staff.id)
+    ):
+        managers.setdefault(store_id, []).append(userid)
+    if not managers:
+        return []
+    counts = daily_counts(session, day)
+    advisors = session.execute(
+        select(Staff.id, Staff.name, Staff.store_id).where(
+            Staff.store_id.in_(managers), Staff.role == StaffRole.ADVISOR, Staff.is_active.is_(True)
+        )
+    ).all()
+    yesterday = _completion(session, day - timedelta(days=1), list(managers))
+    names = {
+        store_id: name
+        for store_id, name in session.execute(select(Store.id, Store.name).where(Store.id.in_(managers)))
+    }
+    url = f"{public_base_url.rstrip('/')}{ADVISOR_TASKS_PATH}"
+    open_by_advisor = {count.advisor_id: count.open for count in counts if count.advisor_id}
+    items = []
+    for store_id, userids in managers.items():
+        pool = sum(count.open for count in counts if count.advisor_id is None and count.store_id == store_id)
+        done, total = yesterday.get(store_id, (0, 0))
+        lines = [f'<div class="gray">{day.month}月{day.day}日 · {names.get(store_id, "")}</div>']
+        lines += [
+            f'<div class="normal">{name}：待办 {open_by_advisor.get(staff_id, 0)} 条</div>'
+            for staff_id, name, advisor_store in advisors
+            if advisor_store == store_id
+        ]
+        lines.append(f'<div class="normal">门店公共池：待认领 {pool} 条</div>')
+        lines.append(f'<div class="highlight">昨日任务完成 {done}/{total} 条</div>')
+        items.append(
+            OutboxItem(
+                dedupe_key=store_summary_key(store_id, day),
+                kind=OutboxKind.STORE_SUMMARY,
+                userids=userids,
+                message=_text_card("门店导购任务日报", "".join(lines), url),
+            )
+        )
+    return items
+
+
+def _completion(session: Session, day: date, store_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per store: (done, generated) of the tasks generated on `day`, advisors' and pool's."""
+    rows = session.execute(
+        select(
+            AdvisorTask.store_id,
+            func.sum(case((AdvisorTask.status == TaskStatus.DONE, 1), else_=0)),
+            func.count(),
+        )
+        .where(AdvisorTask.business_date == day, AdvisorTask.store_id.in_(store_ids))
+        .group_by(AdvisorTask.store_id)
+    ).all()
+    return {store_id: (int(done), int(total)) for store_id, done, total in rows}
+
+
+def _text_card(title: str, description: str, url: str) -> dict[str, Any]:
+    return {
+        "msgtype": "textcard",
+        "textcard": {"title": title, "description": description, "url": url, "btntxt": "查看任务"},
+    }
+
+
+def enqueue_day(session: Session, day: date, now: datetime, public_base_url: str) -> dict[str, int]:
+    """Enqueue the day's advisor digests and store summaries; what was new."""
+    digests = daily_digests(session, day, public_base_url)
+    summaries = store_summaries(session, day, public_base_url)
+    return {
+        "digests": enqueue(session, digests, day, now),
+        "store_summaries": enqueue(session, summaries, day, now),
+    }
+
+
+# --- sending ---------------------------------------------------------------------------------------
+
+
+def claim_due(
+    session: Session, now: datetime, *, limit: int, token: str, lease: timedelta = CLAIM_LEASE
+) -> list[WeComOutboxMessage]:
+    """Claim up to `limit` due rows for the sender holding `token`: no other sender gets them until the
+    lease runs out. The UPDATE re-checks the condition on the latest rows, so of two senders that picked
+    the same ids, the second finds them no longer due."""
+    due_ids = session.scalars(
+        select(WeComOutboxMessage.id)
+        .where(WeComOutboxMessage.status.in_(_DUE), WeComOutboxMessage.next_attempt_at <= now)
+        .order_by(WeComOutboxMessage.next_attempt_at, WeComOutboxMessage.id)
+        .limit(limit)
+    ).all()
+    if not due_ids:
+        return []
+    session.execute(
+        update(WeComOutboxMessage)
+        .where(
+            WeComOutboxMessage.id.in_(due_ids),
+            WeComOutboxMessage.status.in_(_DUE),
+            WeComOutboxMessage.next_attempt_at <= now,
+        )
+        .values(claim_token=token, next_attempt_at=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return list(
+        session.scalars(
+            select(WeComOutboxMessage)
+            .where(WeComOutboxMessage.id.in_(due_ids), WeComOutboxMessage.claim_token == token)
+            .order_by(WeComOutboxMessage.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retrying: int = 0
+    dead: int = 0
+    rate_limited: bool = False
+    invalid_users: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "retrying": self.retrying,
+            "dead": self.dead,
+            "rate_limited": self.rate_limited,
+            "invalid_users": len(self.invalid_users),
+        }
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    userids: list[str]
+    message: dict[str, Any]
+    attempts: int
+
+
+def send_due(
+    transactions: Callable[[], AbstractContextManager[Session]],
+    wecom: WeComClient,
+    now: Callable[[], datetime],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> SendReport:
+    """Send every due outbox row, batch by batch, each outcome in its own transaction. Stops early when
+    WeCom says we are over a rate limit: the rest of the batch waits `RATE_LIMIT_PAUSE`."""
+    report = SendReport()
+    token = secrets.token_hex(16)
+    while True:
+        started = now()
+        with transactions() as session:
+            claimed = [
+                _Claimed(row.id, row.touser.split("|"), dict(row.payload), row.attempts)
+                for row in claim_due(session, started, limit=batch_size, token=token)
+            ]
+        if not claimed:
+            return report
+        for position, row in enumerate(claimed):
+            try:
+                answer = wecom.send_message(row.userids, row.message)
+            except WeChatRateLimited as error:
+                with transactions() as session:
+                    _defer(
+                        session, [item.id for item in claimed[position:]], token, now(), _error_text(error)
+                    )
+                report.rate_limited = True
+                return report
+            except WeChatUnavailable as error:
+                errcode = (error.details or {}).get("errcode")
+                with transactions() as session:
+                    if errcode == _ALL_RECIPIENTS_INVALID:
+                        _record_invalid(session, row, token, row.userids, now(), _error_text(error))
+                        report.dead += 1
+                        report.invalid_users += row.userids
+                    elif _record_failure(session, row, token, now(), _error_text(error)):
+                        report.dead += 1
+                    else:
+                        report.retrying += 1
+                continue
+            invalid = [userid for userid in str(answer.get("invaliduser") or "").split("|") if userid]
+            with transactions() as session:
+                if invalid and set(row.userids) <= set(invalid):
+                    _record_invalid(session, row, token, invalid, now(), "接收人均无效")
+                    report.dead += 1
+                else:
+                    _record_sent(session, row, token, answer, invalid, now())
+                    report.sent += 1
+            report.invalid_users += invalid
+
+
+def _error_text(error: Exception) -> str:
+    details = getattr(error, "details", None) or {}
+    cause = error.__cause__
+    response = getattr(cause, "response", None)
+    if details.get("errcode") is not None:
+        described = f"errcode {details['errcode']}"
+    elif response is not None:
+        described = f"HTTP {response.status_code}"
+    else:
+        described = type(cause).__name__
+    return f"{type(error).__name__}: {described}"[:500]
+
+
+def _claimed_row(row_id: int, token: str) -> Any:
+    return and_(WeComOutboxMessage.id == row_id, WeComOutboxMessage.claim_token == token)
+
+
+def _record_sent(
+    session: Session, row: _Claimed, token: str, answer: dict[str, Any], invalid: list[str], now: datetime
+) -> None:
+    session.execute(
+        update(WeComOutboxMessage)
+        .where(_claimed_row(row.id, token))
+        .values(
+            status=OutboxStatus.SENT,
+            attempts=row.attempts + 1,
+            sent_at=now,
+            msgid=str(answer.get("msgid") or "") or None,
+            invaliduser="|".join(invalid) or None,
+            claim_token=None,
+            last_error=None,
+        )
+    )
+    _mark_reachability(session, [userid for userid in row.userids if userid not in invalid], invalid, now)
+
+
+def _record_invalid(
+    session: Session, row: _Claimed, token: str, invalid: list[str], now: datetime, error: str
+) -> None:
+    """Nobody to deliver to: dead at once (retrying cannot help), recipients marked unreachable."""
+    session.execute(
+        update(WeComOutboxMessage)
+        .where(_claimed_row(row.id, token))
+        .values(
+            status=OutboxStatus.DEAD,
+            attempts=row.attempts + 1,
+            invaliduser="|".join(invalid),
+            last_error=error,
+            claim_token=None,
+        )
+    )
+    _mark_reachability(session, [], invalid, now)
+
+
+def _record_failure(session: Session, row: _Claimed, token: str, now: datetime, error: str) -> bool:
+    """A failed attempt: retried after a doubling backoff, dead after MAX_ATTEMPTS. True when dead."""
+    attempts = row.attempts + 1
+    dead = attempts >= MAX_ATTEMPTS
+    session.execute(
+        update(WeComOutboxMessage)
+        .where(_claimed_row(row.id, token))
+        .values(
+            status=OutboxStatus.DEAD if dead else OutboxStatus.FAILED,
+            attempts=attempts,
+            next_attempt_at=now + min(RETRY_BACKOFF * 2 ** (attempts - 1), MAX_RETRY_BACKOFF),
+            last_error=error,
+            claim_token=None,
+        )
+    )
+    return dead
+
+
+def _defer(session: Session, row_ids: list[int], token: str, now: datetime, error: str) -> None:
+    """Rate limited: not the messages' fault, so no attempt is counted."""
+    session.execute(
+        update(WeComOutboxMessage)
+        .where(WeComOutboxMessage.id.in_(row_ids), WeComOutboxMessage.claim_token == token)
+        .values(
+            status=OutboxStatus.FAILED,
+            next_attempt_at=now + RATE_LIMIT_PAUSE,
+            last_error=error,
+            claim_token=None,
+        )
+    )
+
+
+def _mark_reachability(session: Session, reached: list[str], invalid: list[str], now: datetime) -> None:
+    if invalid:
+        session.execute(
+            update(Staff)
+            .where(Staff.wecom_userid.in_(invalid), Staff.wecom_unreachable_since.is_(None))
+            .values(wecom_unreachable_since=now)
+        )
+    if reached:
+        session.execute(
+            update(Staff)
+            .where(Staff.wecom_userid.in_(reached), Staff.wecom_unreachable_since.is_not(None))
+            .values(wecom_unreachable_since=None)
+        )
+
+
+def outbox_rows(session: Session, day: date | None = None) -> list[WeComOutboxMessage]:
+    query = select(WeComOutboxMessage).order_by(WeComOutboxMessage.id)
+    if day is not None:
+        query = query.where(WeComOutboxMessage.business_date == day)
+    return list(session.scalars(query))
