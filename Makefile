@@ -11,7 +11,7 @@ $(DEPS): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## run: migrate, seed a demo mall, start the WeChat/WeCom sandbox and serve the API on :5000
+## run: migrate, seed a demo mall, start the WeChat/WeCom sandbox and the scheduler, serve the API on :5000
 run: $(DEPS)
 	$(BIN)/python scripts/dev_server.py
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -258,12 +259,17 @@ def register_commands(app: Flask) -> None:
 def _run_scheduler() -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     leadership = jobs.Leadership(app)
+    scheduler = jobs.build_scheduler(app, leadership)
+    # A stop (deploy, `make run` exiting) hands the lease over at once instead of after it expires.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo(f"scheduler {leadership.holder}: jobs run while this process holds the leader lease")
     try:
-        jobs.build_scheduler(app, leadership).start()
+        scheduler.start()
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
         leadership.release()
 
 

@@ -1,4 +1,5 @@
-"""`make run`: migrate, seed a demo mall, start the WeChat/WeCom/car-park sandbox, serve the API.
+"""`make run`: migrate, seed a demo mall, start the WeChat/WeCom/car-park sandbox, the scheduler
+(`flask scheduler`, its own process, as in production), and serve the API.
 
 The sandbox runs as its own process; the app talks to it through the same
 wechatpy clients that production points at api.weixin.qq.com / qyapi.weixin.qq.com,
@@ -10,7 +11,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -51,6 +55,7 @@ def main() -> None:
             WECHAT_API_BASE=sandbox.wechat_url,
             WECOM_API_BASE=sandbox.wecom_url,
             CARPARK_API_BASE=sandbox.carpark_url,
+            PUBLIC_BASE_URL=os.environ.get("PUBLIC_BASE_URL") or f"http://{host}:{port}",
         )
         seed_demo_cars(sandbox)
         command.upgrade(alembic_config(config.DATABASE_URL), "head")
@@ -64,8 +69,35 @@ def main() -> None:
                 )
             seed_wecom_directory(sandbox, session)
 
-        print_banner(config, sandbox, f"http://{host}:{port}")
-        app.run(host=host, port=port, use_reloader=False, threaded=True)
+        with scheduler_process(config):
+            print_banner(config, sandbox, f"http://{host}:{port}")
+            app.run(host=host, port=port, use_reloader=False, threaded=True)
+
+
+@contextmanager
+def scheduler_process(config: Config) -> Iterator[subprocess.Popen[bytes]]:
+    """`flask scheduler` in its own process, talking to the same database and sandbox."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": config.DATABASE_URL,
+        "WECHAT_API_BASE": config.WECHAT_API_BASE,
+        "WECOM_API_BASE": config.WECOM_API_BASE,
+        "CARPARK_API_BASE": config.CARPARK_API_BASE,
+        "PUBLIC_BASE_URL": config.PUBLIC_BASE_URL,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def seed_demo_cars(sandbox: SandboxProcess) -> None:
@@ -92,6 +124,7 @@ def print_banner(config: Config, sandbox: SandboxProcess, base: str) -> None:
         f"  WeCom sandbox   {sandbox.wecom_url}",
         f"  Car park        {sandbox.carpark_url}   (cars in the lot: {sandbox.carpark_url}/sandbox/cars)",
         f"  Database        {config.DATABASE_URL}",
+        "  Scheduler       flask scheduler, its own process (runs: GET /api/admin/v1/job-runs)",
         "",
         "Demo logins:",
         f"  operator  POST /api/admin/v1/auth/login  {json.dumps(admin)}",

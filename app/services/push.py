@@ -104,9 +104,11 @@ def enqueue(session: Session, items: list[OutboxItem], day: date, now: datetime)
 
 
 def daily_digests(session: Session, day: date, public_base_url: str) -> list[OutboxItem]:
-    """One text card per active advisor with open tasks or tasks generated on `day`: how many today,
+    """One text card per active advisor with open tasks on `day` (generated then or still open): how many,
     how many overdue, the most urgent few, and a link to their task page."""
-    counts = {count.advisor_id: count for count in daily_counts(session, day) if count.advisor_id}
+    counts = {
+        count.advisor_id: count for count in daily_counts(session, day) if count.advisor_id and count.open
+    }
     if not counts:
         return []
     advisors = session.scalars(

@@ -17,11 +17,18 @@ active → dormant today for 1 in 20 dormant members when today has none (a firs
 and creates six typical task rules (tag, segment and lifecycle triggers). Then, from no tasks at all (the
 heaviest day: no cool-down holds anyone back), it times `flask tasks generate` as a subprocess (what
 the scheduler runs), and runs it again for the same day (it must add nothing). Target: ≤ 20 s.
+
+Then the push: with the sandbox (`python -m app.sandbox`, its own process) knowing every active staff
+member, it times `flask push digests --date <day>` as a subprocess from an empty outbox: one digest per
+advisor with tasks (and a summary per store with managers) enqueued and sent through the outbox to the
+sandbox's `message/send`; checks the sandbox recorded exactly one message per advisor, and that running it
+again sends nothing. Target: ≤ 5 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +44,7 @@ sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
 import benchdb  # noqa: E402
 import gen_data  # noqa: E402
 import harness  # noqa: E402
+import requests  # noqa: E402
 from harness import log  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -49,6 +57,7 @@ from app.services import tags, task_rules, tasks  # noqa: E402
 
 DEFAULT_URL = "mysql+pymysql://root@127.0.0.1:3306/mallmember_tasks"
 TARGET_SECONDS = 20.0
+PUSH_TARGET_SECONDS = 5.0
 # What generation reads, in an order that satisfies foreign keys (checks are off while copying anyway).
 COPIED_TABLES = (
     "tiers",
@@ -102,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--advisors", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=tasks.DEFAULT_BATCH_SIZE)
     parser.add_argument("--reuse", action="store_true", help="keep the database if it is already prepared")
+    parser.add_argument("--push-only", action="store_true", help="skip generation: push the day's digests")
     args = parser.parse_args(argv)
     url = args.database_url
     if args.copy_from and make_url(args.copy_from).database == make_url(url).database:
@@ -145,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     members = _scalar(url, "SELECT COUNT(*) FROM members")
     bound = _scalar(url, "SELECT COUNT(*) FROM members WHERE advisor_id IS NOT NULL")
     advisors = _scalar(url, "SELECT COUNT(*) FROM staff WHERE role = 'advisor'")
+    if args.push_only:
+        return 0 if _bench_push(url, day) else 1
     _execute(url, "TRUNCATE TABLE advisor_tasks", "TRUNCATE TABLE advisor_task_candidates")
 
     log(f"flask tasks generate --date {day}")
@@ -180,7 +192,96 @@ def main(argv: list[str] | None = None) -> int:
         f"target: generation {first_seconds:.1f} s <= {TARGET_SECONDS:.0f} s: "
         f"{'met' if first_seconds <= TARGET_SECONDS else 'MISSED'}"
     )
-    return 0 if added_again and busiest <= cap else 1
+    pushed = _bench_push(url, day)
+    return 0 if added_again and busiest <= cap and pushed else 1
+
+
+def _bench_push(url: str, day: Any) -> bool:
+    """Time `flask push digests` from an empty outbox to the sandbox; True if every advisor with open
+    tasks got exactly one digest and a second run sent nothing."""
+    sandbox = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.sandbox",
+            "--wechat-port",
+            "0",
+            "--wecom-port",
+            "0",
+            "--carpark-port",
+            "0",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert sandbox.stdout is not None
+        wecom_url = json.loads(sandbox.stdout.readline())["wecom"]
+        staff = _rows(url, "SELECT wecom_userid, name FROM staff WHERE is_active = 1")
+        requests.post(
+            f"{wecom_url}/sandbox/users", json={"users": dict(staff)}, timeout=30
+        ).raise_for_status()
+        expected = {
+            userid
+            for (userid,) in _rows(
+                url,
+                "SELECT DISTINCT s.wecom_userid FROM advisor_tasks t JOIN staff s ON s.id = t.advisor_id "
+                "WHERE s.is_active = 1 AND s.role = 'advisor' AND t.status = 'open' "
+                f"AND t.business_date <= '{day}'",
+            )
+        }
+        _execute(url, "TRUNCATE TABLE wecom_outbox")
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "APP_ENV": "development",
+            "REDIS_URL": "",
+            "WECOM_API_BASE": wecom_url,
+        }
+        command = [sys.executable, "-m", "flask", "--app", "wsgi", "push", "digests", "--date", str(day)]
+        log(f"flask push digests --date {day} ({len(expected)} advisors with open tasks)")
+        began = time.perf_counter()
+        first = subprocess.run(
+            command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False
+        )
+        seconds = time.perf_counter() - began
+        if first.returncode != 0:
+            raise SystemExit(f"flask push digests failed:\n{first.stdout}{first.stderr}")
+        log("again, the same day")
+        again = subprocess.run(
+            command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False
+        )
+        messages = requests.get(f"{wecom_url}/sandbox/messages", timeout=30).json()["messages"]
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+    digests = [message["touser"] for message in messages if message["touser"] in expected]
+    exactly_once = sorted(digests) == sorted(expected)
+    nothing_again = "enqueued 0 digests, 0 store summaries" in again.stdout and "sent 0," in again.stdout
+    print()
+    print(f"push: {first.stdout.strip()}")
+    print(
+        f"{len(digests):,} digests to {len(expected):,} advisors with open tasks, "
+        f"{len(messages) - len(digests):,} store summaries: {'exactly one each' if exactly_once else 'WRONG'}"
+    )
+    print(f"same day again: {'nothing sent' if nothing_again else 'SENT AGAIN'}")
+    print(
+        f"target: push {seconds:.1f} s <= {PUSH_TARGET_SECONDS:.0f} s (the whole command): "
+        f"{'met' if seconds <= PUSH_TARGET_SECONDS else 'MISSED'}"
+    )
+    return exactly_once and nothing_again
+
+
+def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    connection = _connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+    finally:
+        connection.close()
 
 
 def _copy(url: str, source: str) -> None:
