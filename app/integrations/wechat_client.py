@@ -76,7 +76,7 @@ def call_with_token_retry(client: Any, call: Callable[[], T], retries: int, serv
             if errcode in CODE_ERRCODES:
                 raise WeChatCodeRejected(errcode) from exc
             if errcode in RATE_LIMIT_ERRCODES:
-                raise WeChatRateLimited(details={"errcode": errcode}) from exc
+                raise WeChatRateLimited() from exc
             log.warning("%s API error errcode=%s errmsg=%s", service, errcode, exc.errmsg)
             raise WeChatUnavailable(details={"errcode": errcode}) from exc
         except requests.RequestException as exc:

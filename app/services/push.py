@@ -353,11 +353,11 @@ def send_due(
 
 
 def _error_text(error: Exception) -> str:
-    details = getattr(error, "details", None) or {}
+    """What went wrong, for operators: WeCom's errcode, the HTTP status, or the kind of network failure."""
     cause = error.__cause__
-    response = getattr(cause, "response", None)
-    if details.get("errcode") is not None:
-        described = f"errcode {details['errcode']}"
+    errcode, response = getattr(cause, "errcode", None), getattr(cause, "response", None)
+    if errcode is not None:
+        described = f"errcode {errcode}"
     elif response is not None:
         described = f"HTTP {response.status_code}"
     else:

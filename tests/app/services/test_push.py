@@ -194,6 +194,7 @@ def test_rate_limit_stale_token_server_error_and_timeout_still_deliver_each_mess
 
         assert paused.rate_limited and paused.sent == 0
         assert {row.attempts for row in outbox(session).values()} == {0}
+        assert {row.last_error for row in outbox(session).values()} == {"WeChatRateLimited: errcode 45009"}
         clock.advance(push.RATE_LIMIT_PAUSE - timedelta(seconds=1))
         assert send(app, clock).sent == 0  # still paused
         # ann: a stale token (refreshed, retried at once), then a server error; ben: a timeout.
