@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from html import escape
 from typing import Any
 
 from sqlalchemy import and_, case, func, select, update
@@ -49,6 +50,8 @@ RATE_LIMIT_PAUSE = timedelta(minutes=1)
 CLAIM_LEASE = timedelta(minutes=5)
 DEFAULT_BATCH_SIZE = 100
 TOP_PRIORITIES = 3
+# A text card's description holds 512 bytes: the busiest advisors only.
+SUMMARY_ADVISORS = 6
 # WeCom: no such user (all recipients invalid).
 _ALL_RECIPIENTS_INVALID = 81013
 _DUE = (OutboxStatus.PENDING, OutboxStatus.FAILED)
@@ -127,9 +130,8 @@ def daily_digests(session: Session, day: date, public_base_url: str) -> list[Out
         if count.overdue:
             lines.append(f'<div class="highlight">已逾期 {count.overdue} 条，请优先处理</div>')
         for index, (task_type, nickname) in enumerate(_top_tasks(session, advisor.id, day), start=1):
-            lines.append(
-                f'<div class="normal">{index}. {TASK_TYPE_NAMES[task_type]} · {nickname or "会员"}</div>'
-            )
+            who = escape(nickname or "会员")
+            lines.append(f'<div class="normal">{index}. {TASK_TYPE_NAMES[task_type]} · {who}</div>')
         items.append(
             OutboxItem(
                 dedupe_key=digest_key(advisor.id, day),
@@ -186,12 +188,17 @@ def store_summaries(session: Session, day: date, public_base_url: str) -> list[O
     for store_id, userids in managers.items():
         pool = sum(count.open for count in counts if count.advisor_id is None and count.store_id == store_id)
         done, total = yesterday.get(store_id, (0, 0))
-        lines = [f'<div class="gray">{day.month}月{day.day}日 · {names.get(store_id, "")}</div>']
+        lines = [f'<div class="gray">{day.month}月{day.day}日 · {escape(names.get(store_id, ""))}</div>']
+        store_advisors = sorted(
+            ((open_by_advisor.get(staff_id, 0), name) for staff_id, name, at in advisors if at == store_id),
+            key=lambda advisor: -advisor[0],
+        )
         lines += [
-            f'<div class="normal">{name}：待办 {open_by_advisor.get(staff_id, 0)} 条</div>'
-            for staff_id, name, advisor_store in advisors
-            if advisor_store == store_id
+            f'<div class="normal">{escape(name)}：待办 {open_count} 条</div>'
+            for open_count, name in store_advisors[:SUMMARY_ADVISORS]
         ]
+        if len(store_advisors) > SUMMARY_ADVISORS:
+            lines.append(f'<div class="normal">另有 {len(store_advisors) - SUMMARY_ADVISORS} 位顾问</div>')
         lines.append(f'<div class="normal">门店公共池：待认领 {pool} 条</div>')
         lines.append(f'<div class="highlight">昨日任务完成 {done}/{total} 条</div>')
         items.append(
@@ -206,15 +213,14 @@ def store_summaries(session: Session, day: date, public_base_url: str) -> list[O
 
 
 def _completion(session: Session, day: date, store_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """Per store: (done, generated) of the tasks generated on `day`, advisors' and pool's."""
+    """Per store: (done, generated) of the tasks generated on `day` for its advisors and its pool."""
+    store = func.coalesce(Staff.store_id, AdvisorTask.store_id)
     rows = session.execute(
-        select(
-            AdvisorTask.store_id,
-            func.sum(case((AdvisorTask.status == TaskStatus.DONE, 1), else_=0)),
-            func.count(),
-        )
-        .where(AdvisorTask.business_date == day, AdvisorTask.store_id.in_(store_ids))
-        .group_by(AdvisorTask.store_id)
+        select(store, func.sum(case((AdvisorTask.status == TaskStatus.DONE, 1), else_=0)), func.count())
+        .select_from(AdvisorTask)
+        .outerjoin(Staff, Staff.id == AdvisorTask.advisor_id)
+        .where(AdvisorTask.business_date == day, store.in_(store_ids))
+        .group_by(store)
     ).all()
     return {store_id: (int(done), int(total)) for store_id, done, total in rows}
 

@@ -58,8 +58,8 @@ def today(app: Flask) -> date:
 
 @pytest.fixture
 def mall(app: Flask, session: Session, today: date) -> dict[str, Any]:
-    """Store 1: advisors ann (3 tasks today, one overdue from earlier) and ben (2 tasks), a pool task,
-    managers mia and max. Store 2: advisor cid without tasks."""
+    """Store 1: advisors ann (3 open tasks, one overdue from earlier) and ben (2, and one done yesterday),
+    the pool (one today, one left open yesterday), managers mia and max. Store 2: cid, without tasks."""
     with app.app_context():
         vault = extensions().phone_vault
     tier = factories.create_tiers(session)[0]
@@ -87,7 +87,9 @@ def mall(app: Flask, session: Session, today: date) -> dict[str, Any]:
     session.flush()
     phones = iter(range(13500000000, 13599999999))
 
-    def task(advisor: Staff | None, day: date, due: date, nickname: str) -> None:
+    def task(
+        advisor: Staff | None, day: date, due: date, nickname: str, status: TaskStatus = TaskStatus.OPEN
+    ) -> None:
         member = factories.create_member(session, vault, str(next(phones)), tier, nickname=nickname)
         session.add(
             AdvisorTask(
@@ -101,7 +103,7 @@ def mall(app: Flask, session: Session, today: date) -> dict[str, Any]:
                 trigger_kind=TaskTrigger.TAG,
                 trigger_value="vip",
                 due_date=due,
-                status=TaskStatus.OPEN,
+                status=status,
             )
         )
 
@@ -112,6 +114,9 @@ def mall(app: Flask, session: Session, today: date) -> dict[str, Any]:
     task(staff["ben"], today, today + timedelta(days=3), "小蓝")
     task(staff["ben"], today, today + timedelta(days=3), "小紫")
     task(None, today, today + timedelta(days=3), "池中客")
+    yesterday = today - timedelta(days=1)
+    task(staff["ben"], yesterday, today, "昨日客", TaskStatus.DONE)
+    task(None, yesterday, today, "昨日池中客")
     session.flush()
     return {"store": store, **staff}
 
@@ -158,7 +163,8 @@ def test_the_digest_job_sends_each_advisor_one_card_and_managers_a_summary_once_
     # Overdue first, then by priority.
     assert ann["description"].index("逾期客") < ann["description"].index("小红")
     summary = messages["mia|max"]["textcard"]["description"]
-    assert "安：待办 3 条" in summary and "本：待办 2 条" in summary and "待认领 1 条" in summary
+    assert "安：待办 3 条" in summary and "本：待办 2 条" in summary and "待认领 2 条" in summary
+    assert "昨日任务完成 1/2 条" in summary
     runs = session.scalars(select(JobRun).where(JobRun.job == "push-digests").order_by(JobRun.id)).all()
     assert [run.counts["sent"] for run in runs if run.counts] == [3, 0]
     assert all(run.finished_at and run.error is None for run in runs)
