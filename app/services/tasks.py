@@ -22,9 +22,8 @@ rules read the tags of the last nightly refresh, as segments do everywhere.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -73,6 +72,7 @@ from app.models.task import (
 )
 from app.services import segmentation, task_rules
 from app.services.tag_rules import RuleContext, compile_rule, members_matching
+from app.steps import StepReport, timed
 
 DEFAULT_BATCH_SIZE = 100_000
 STEPS = ("expire", "candidates", "assign")
@@ -91,13 +91,6 @@ class TaskExpired(Conflict):
 
 
 # --- generation -------------------------------------------------------------------------------------
-
-
-@dataclass
-class StepReport:
-    name: str
-    seconds: float = 0.0
-    rows: int = 0
 
 
 @dataclass
@@ -150,10 +143,10 @@ def generate_day(
     report.rules = len(rules)
     triggers = [RuleTrigger.of(rule, business_date, context, segments, tag_codes) for rule in rules]
 
-    with _timed(report, "expire") as step, unit_of_work() as session:
+    with timed(report.steps, "expire") as step, unit_of_work() as session:
         step.rows = expire_overdue(session, business_date, settings)
         notify("expire", 1, 1)
-    with _timed(report, "candidates") as step:
+    with timed(report.steps, "candidates") as step:
         with unit_of_work() as session:
             clear_candidates(session)
         for done, (low, high) in enumerate(batches, start=1):
@@ -161,7 +154,7 @@ def generate_day(
                 with unit_of_work() as session:
                     step.rows += stage_candidates(session, triggers, business_date, low, high, settings)
             notify("candidates", done, len(batches))
-    with _timed(report, "assign") as step, unit_of_work() as session:
+    with timed(report.steps, "assign") as step, unit_of_work() as session:
         step.rows = assign_capped(session, business_date, settings, at.now)
         clear_candidates(session)
         notify("assign", 1, 1)
@@ -396,17 +389,6 @@ def assign_capped(session: Session, day: date, settings: TaskSettings, now: date
     return session.execute(  # type: ignore[attr-defined]
         insert(AdvisorTask).from_select([*columns, "status", "created_at"], kept)
     ).rowcount
-
-
-@contextmanager
-def _timed(report: GenerationReport, name: str) -> Iterator[StepReport]:
-    step = StepReport(name)
-    began = time.perf_counter()
-    try:
-        yield step
-    finally:
-        step.seconds = time.perf_counter() - began
-        report.steps.append(step)
 
 
 # --- advisors' tasks --------------------------------------------------------------------------------
