@@ -93,6 +93,20 @@ class TaskExpired(Conflict):
 # --- generation -------------------------------------------------------------------------------------
 
 
+# What a candidate carries into its task.
+TASK_COLUMNS = (
+    "member_id",
+    "advisor_id",
+    "store_id",
+    "rule_id",
+    "task_type",
+    "priority",
+    "trigger_kind",
+    "trigger_value",
+    "due_date",
+)
+
+
 @dataclass
 class GenerationReport:
     business_date: date
@@ -304,17 +318,7 @@ def stage_candidates(
         .where(or_(working_advisor.is_not(None), store_id.is_not(None)))
         .subquery("ranked")
     )
-    columns = [
-        "member_id",
-        "advisor_id",
-        "store_id",
-        "rule_id",
-        "task_type",
-        "priority",
-        "trigger_kind",
-        "trigger_value",
-        "due_date",
-    ]
+    columns = TASK_COLUMNS
     picked = select(*(ranked.c[name] for name in columns)).where(ranked.c.pick == 1).subquery("picked")
     placed = select(
         picked,
@@ -369,18 +373,7 @@ def assign_capped(session: Session, day: date, settings: TaskSettings, now: date
         .where(candidates.c.business_date == day)
         .subquery("ranked")
     )
-    columns = [
-        "business_date",
-        "member_id",
-        "advisor_id",
-        "store_id",
-        "rule_id",
-        "task_type",
-        "priority",
-        "trigger_kind",
-        "trigger_value",
-        "due_date",
-    ]
+    columns = ["business_date", *TASK_COLUMNS]
     kept = select(
         *(ranked.c[name] for name in columns),
         literal(TaskStatus.OPEN.value, String),
