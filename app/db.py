@@ -261,7 +261,7 @@ class plus_days(ColumnElement[datetime]):
     inherit_cache = True
     type = UTCDateTime()
 
-    def __init__(self, moment: ColumnElement[datetime], days: int) -> None:
+    def __init__(self, moment: ColumnElement[Any] | Any, days: int) -> None:
         self.moment, self.days = moment, days
 
 

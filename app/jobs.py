@@ -201,15 +201,16 @@ def sync_corp_tags() -> str:
     wecom, group = extensions().wecom, settings().WECOM_CORP_TAG_GROUP
     with transaction(app) as session:
         pending = advisor_members.pending_corp_tag_syncs(session)
-    outcomes = [
-        run_transaction(
-            lambda session, sync_id=sync_id: advisor_members.send_corp_tag_sync(
+
+    def send(sync_id: int) -> advisor_members.CorpTagSyncStatus:
+        return run_transaction(
+            lambda session: advisor_members.send_corp_tag_sync(
                 session, wecom, sync_id, group_name=group, at=utcnow()
             ),
             app=app,
         )
-        for sync_id in pending
-    ]
+
+    outcomes = [send(sync_id) for sync_id in pending]
     done = sum(outcome.value == "done" for outcome in outcomes)
     failed = sum(outcome.value == "failed" for outcome in outcomes)
     pending_still = len(outcomes) - done - failed

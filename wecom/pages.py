@@ -109,7 +109,7 @@ def page_login_required(login_endpoint: str, allowed: Callable[[Staff], None]) -
             staff = active_staff(page_session.staff_id) if page_session else None
             if page_session is None or staff is None:
                 back = request.full_path.rstrip("?") if request.method == "GET" else None
-                return redirect(url_for(login_endpoint, **({"next": back} if back else {})))
+                return redirect(url_for(login_endpoint, next=back) if back else url_for(login_endpoint))
             allowed(staff)
             if request.method == "POST" and request.form.get("csrf_token") != page_session.csrf_token:
                 raise CsrfRejected()
