@@ -13,7 +13,7 @@ from app.db import run_transaction, transaction, utcnow
 from app.errors import ValidationFailed
 from app.extensions import extensions, mall_time, settings
 from app.models import TaskOutcome
-from app.services import advisor_members, tasks
+from app.services import advisor_members, advisors, tasks
 from wecom.pages import (
     allow_advisors,
     csrf_token,
@@ -105,6 +105,15 @@ def complete_task(task_id: int) -> Response:
     if back == "member":
         return redirect(url_for("advisor_pages.member", member_id=task.member_id, saved="task"))
     return redirect(url_for("advisor_pages.my_tasks"))
+
+
+@bp.post("/members/<int:member_id>/claim")
+@login_required
+def claim_member(member_id: int) -> Response:
+    """Take a member of my store's pool as mine (409 page if a colleague was quicker)."""
+    staff, at = page_staff(), utcnow()
+    run_transaction(lambda session: advisors.claim_member(session, staff, member_id, at=at))
+    return redirect(url_for("advisor_pages.member", member_id=member_id, saved="claim"))
 
 
 @bp.post("/members/<int:member_id>/info")

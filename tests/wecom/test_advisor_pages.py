@@ -499,3 +499,17 @@ def test_setting_a_rule_tag_by_hand_is_refused(
     assert response.status_code in (409, 422, 400)
     assert response.mimetype == "text/html"
     assert session.get(MemberTag, (mall["mine"], rule_tag.id)) is None
+
+
+def test_an_advisor_claims_a_pool_member_from_the_task_list(
+    client: FlaskClient, session: Session, mall: dict[str, Any]
+) -> None:
+    token = csrf_of(page(signed_in(client, "ann"), "/wecom/advisor/"))
+
+    response = client.post(f"/wecom/advisor/members/{mall['pooled']}/claim", data={"csrf_token": token})
+    again = client.post(f"/wecom/advisor/members/{mall['pooled']}/claim", data={"csrf_token": token})
+
+    assert response.status_code == 302
+    assert session.get_one(Member, mall["pooled"]).advisor_id == mall["ann"]
+    assert again.status_code == 409
+    assert again.mimetype == "text/html"
