@@ -17,11 +17,21 @@ from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
 from app import nightly, wecom_events
-from app.db import run_transaction, transaction
+from app.db import run_transaction, transaction, utcnow
 from app.extensions import extensions, mall_time, settings
 from app.integrations.carpark import CarParkError, PaymentState
 from app.mall_time import MallTime
-from app.services import campaigns, coupons, member_codes, parking, points, rewards, tasks, tiers
+from app.services import (
+    advisor_members,
+    campaigns,
+    coupons,
+    member_codes,
+    parking,
+    points,
+    rewards,
+    tasks,
+    tiers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +195,28 @@ def generate_tasks() -> str:
     )
 
 
+def sync_corp_tags() -> str:
+    """Advisors' manual tag changes WeCom has not been told yet (app.services.advisor_members)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    wecom, group = extensions().wecom, settings().WECOM_CORP_TAG_GROUP
+    with transaction(app) as session:
+        pending = advisor_members.pending_corp_tag_syncs(session)
+
+    def send(sync_id: int) -> advisor_members.CorpTagSyncStatus:
+        return run_transaction(
+            lambda session: advisor_members.send_corp_tag_sync(
+                session, wecom, sync_id, group_name=group, at=utcnow()
+            ),
+            app=app,
+        )
+
+    outcomes = [send(sync_id) for sync_id in pending]
+    done = sum(outcome.value == "done" for outcome in outcomes)
+    failed = sum(outcome.value == "failed" for outcome in outcomes)
+    pending_still = len(outcomes) - done - failed
+    return f"corp tag syncs: {done} sent, {failed} refused by WeCom, {pending_still} still pending"
+
+
 @dataclass(frozen=True)
 class Job:
     run: Callable[[], str]
@@ -205,6 +237,7 @@ JOBS: dict[str, Job] = {
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
     "reconcile-parking": Job(reconcile_parking, {"minute": "*/5"}),
     "wecom-events": Job(process_wecom_events, {"minute": "*"}),
+    "sync-corp-tags": Job(sync_corp_tags, {"minute": "*/5"}),
 }
 
 
