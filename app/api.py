@@ -38,7 +38,7 @@ def register_api(app: Flask) -> Api:
     from app.console import register_admin_api
     from app.partner_api import register_partner_api
     from miniprogram_api import register_miniprogram_api
-    from wecom import register_staff_api, register_wecom_callbacks
+    from wecom import register_staff_api, register_wecom_callbacks, register_wecom_pages
 
     api = MallMemberApi(app)
     api.spec.components.security_scheme(
@@ -50,4 +50,5 @@ def register_api(app: Flask) -> Api:
     register_partner_api(api)
     app.register_blueprint(_docs_assets)
     register_wecom_callbacks(app)
+    register_wecom_pages(app)
     return api

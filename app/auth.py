@@ -8,7 +8,9 @@ deactivating someone or changing their role takes effect at once.
 from __future__ import annotations
 
 import enum
+import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache, wraps
 from typing import Any, TypeVar, cast
 
@@ -37,7 +39,7 @@ def _serializer(audience: Audience) -> URLSafeTimedSerializer:
 
 
 @lru_cache(maxsize=16)
-def _serializer_for(secret_key: str, audience: Audience) -> URLSafeTimedSerializer:
+def _serializer_for(secret_key: str, audience: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key, salt=f"mallmember-auth-{audience}")
 
 
@@ -141,3 +143,47 @@ def current_operator() -> Operator:
 
 
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+# WeCom pages (advisor H5, merchant assistant): a signed cookie instead of a bearer header, carrying
+# the staff id and the CSRF token that every form on those pages must send back.
+
+PAGE_COOKIE = "mm_staff_page"
+
+
+@dataclass(frozen=True)
+class PageSession:
+    staff_id: int
+    csrf_token: str
+
+
+def _page_serializer() -> URLSafeTimedSerializer:
+    return _serializer_for(settings().SECRET_KEY, "wecom-page")
+
+
+def issue_page_session(staff_id: int) -> str:
+    """The cookie value signing a staff member in to the WeCom pages, with a fresh CSRF token."""
+    return _page_serializer().dumps({"sub": staff_id, "csrf": secrets.token_urlsafe(24)})
+
+
+def read_page_session(cookie: str | None) -> PageSession | None:
+    """The page session in `cookie`, or None if missing, forged or older than the page session TTL."""
+    if not cookie:
+        return None
+    try:
+        payload = _page_serializer().loads(cookie, max_age=settings().WECOM_PAGE_SESSION_SECONDS)
+    except BadSignature:  # SignatureExpired is one too
+        return None
+    if not isinstance(payload, dict):
+        return None
+    staff_id, csrf = payload.get("sub"), payload.get("csrf")
+    if not isinstance(staff_id, int) or not isinstance(csrf, str) or not csrf:
+        return None
+    return PageSession(staff_id, csrf)
+
+
+def active_staff(staff_id: int) -> Staff | None:
+    """The staff member, if still active (re-read on every page, so a deactivation applies at once)."""
+    with transaction() as session:
+        staff = session.get(Staff, staff_id)
+        return staff if staff is not None and staff.is_active else None

@@ -175,6 +175,11 @@ def register_commands(app: Flask) -> None:
             click.echo(f"advisor {staff_id}: {way.qr_code} (state {way.state})")
         click.echo(f"{len(missing)} contact ways created")
 
+    @wecom_group.command("sync-corp-tags")
+    def sync_corp_tags() -> None:
+        """Send advisors' manual tag changes still pending to WeCom (customer tags, mark_tag)."""
+        click.echo(jobs.sync_corp_tags())
+
     sandbox_group = AppGroup("sandbox", help="Drive the WeCom sandbox (development only).")
     event_group = AppGroup("wecom-event", help="Make the sandbox send the app a signed, encrypted callback.")
 

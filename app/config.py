@@ -64,8 +64,15 @@ class Config:
     WECOM_CALLBACK_TOKEN: str = _DEV_WECOM_CALLBACK_TOKEN
     WECOM_CALLBACK_AES_KEY: str = _DEV_WECOM_CALLBACK_AES_KEY
     WECOM_CALLBACK_MAX_AGE_SECONDS: int = 300
+    # The advisor and merchant pages inside WeCom: where OAuth sends staff to sign in, the JS-SDK
+    # WeCom serves to pages (scanQRCode), how long a page sign-in lasts, and the customer-tag group
+    # advisors' manual tags are mirrored into.
+    WECOM_OAUTH_AUTHORIZE_URL: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
+    WECOM_JSSDK_URL: str = "https://res.wx.qq.com/open/js/jweixin-1.2.0.js"
+    WECOM_PAGE_SESSION_SECONDS: int = 12 * 3600
+    WECOM_CORP_TAG_GROUP: str = "会员中台标签"
     HTTP_TIMEOUT_SECONDS: int = 5
-    # Where advisors open the app's pages from WeCom messages (the digest links to /wecom/advisor/tasks).
+    # Where advisors open the app's pages from WeCom messages (the digest links to /wecom/advisor/).
     PUBLIC_BASE_URL: str = "http://127.0.0.1:5000"
     WECHAT_TOKEN_RETRIES: int = 1
 

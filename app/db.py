@@ -17,7 +17,9 @@ from flask import Flask, current_app, g, has_request_context
 from sqlalchemy import DateTime, Engine, Enum, Insert, MetaData, Table, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from app.errors import DomainError
@@ -251,3 +253,25 @@ def str_enum(enum_cls: type[enum.StrEnum], length: int = 16) -> Enum:
         length=length,
         values_callable=lambda members: [member.value for member in members],
     )
+
+
+class plus_days(ColumnElement[datetime]):
+    """`moment + days` in SQL, for a UTC DATETIME column: DATE_ADD on MariaDB, strftime() on SQLite."""
+
+    inherit_cache = True
+    type = UTCDateTime()
+
+    def __init__(self, moment: ColumnElement[Any] | Any, days: int) -> None:
+        self.moment, self.days = moment, days
+
+
+@compiles(plus_days)
+def _plus_days_default(element: plus_days, compiler: Any, **kw: Any) -> str:
+    return f"DATE_ADD({compiler.process(element.moment, **kw)}, INTERVAL {int(element.days)} DAY)"
+
+
+@compiles(plus_days, "sqlite")
+def _plus_days_sqlite(element: plus_days, compiler: Any, **kw: Any) -> str:
+    # SQLAlchemy stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff'; keep that shape to compare.
+    moment = compiler.process(element.moment, **kw)
+    return f"strftime('%Y-%m-%d %H:%M:%S.000000', {moment}, '+{int(element.days)} days')"

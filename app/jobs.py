@@ -27,6 +27,7 @@ from app.extensions import extensions, mall_time, settings
 from app.integrations.carpark import CarParkError, PaymentState
 from app.mall_time import MallTime
 from app.services import (
+    advisor_members,
     campaigns,
     coupons,
     member_codes,
@@ -201,6 +202,28 @@ def generate_tasks() -> str:
     )
 
 
+def sync_corp_tags() -> str:
+    """Advisors' manual tag changes WeCom has not been told yet (app.services.advisor_members)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    wecom, group = extensions().wecom, settings().WECOM_CORP_TAG_GROUP
+    with transaction(app) as session:
+        pending = advisor_members.pending_corp_tag_syncs(session)
+
+    def send(sync_id: int) -> advisor_members.CorpTagSyncStatus:
+        return run_transaction(
+            lambda session: advisor_members.send_corp_tag_sync(
+                session, wecom, sync_id, group_name=group, at=utcnow()
+            ),
+            app=app,
+        )
+
+    outcomes = [send(sync_id) for sync_id in pending]
+    done = sum(outcome.value == "done" for outcome in outcomes)
+    failed = sum(outcome.value == "failed" for outcome in outcomes)
+    pending_still = len(outcomes) - done - failed
+    return f"corp tag syncs: {done} sent, {failed} refused by WeCom, {pending_still} still pending"
+
+
 @dataclass(frozen=True)
 class JobResult:
     """What a job did: a sentence for people, and counts for the job_runs record."""
@@ -261,6 +284,7 @@ JOBS: dict[str, Job] = {
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
     "reconcile-parking": Job(reconcile_parking, {"minute": "*/5"}),
     "wecom-events": Job(process_wecom_events, {"minute": "*"}),
+    "sync-corp-tags": Job(sync_corp_tags, {"minute": "*/5"}),
 }
 
 

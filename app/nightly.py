@@ -8,9 +8,7 @@ remedy for an interruption is to run the whole refresh again (`flask tags refres
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -21,6 +19,7 @@ from app.db import transaction
 from app.mall_time import MallTime
 from app.services import kpis, segmentation, tags
 from app.services.tag_rules import RuleContext
+from app.steps import StepReport, timed
 
 DEFAULT_BATCH_SIZE = 20_000
 
@@ -28,13 +27,6 @@ STEPS = ("stats", "rfm", "tags", "kpis")
 
 # (step, done, total): called after each unit of work of a step.
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass
-class StepReport:
-    name: str
-    seconds: float = 0.0
-    rows: int = 0
 
 
 @dataclass
@@ -70,7 +62,7 @@ def refresh(
         tags.ensure_system_tags(session)
 
     def per_batch(name: str, work: Callable[[Session, int, int], int]) -> None:
-        with _timed(report, name) as step:
+        with timed(report.steps, name) as step:
             for done, (low, high) in enumerate(batches, start=1):
                 with transaction(app) as session:
                     step.rows += work(session, low, high)
@@ -92,7 +84,7 @@ def refresh(
         with transaction(app) as session:
             segmentation.finish_stats(session, plan, limits)
     if "rfm" in steps:
-        with _timed(report, "rfm") as step, transaction(app) as session:
+        with timed(report.steps, "rfm") as step, transaction(app) as session:
             step.rows = segmentation.score_rfm(session, at.today).scored
             notify("rfm", 1, 1)
     if "tags" in steps:
@@ -114,18 +106,7 @@ def refresh(
         with transaction(app) as session:
             segmentation.finish_tags(session, at)
     if "kpis" in steps:
-        with _timed(report, "kpis") as step, transaction(app) as session:
+        with timed(report.steps, "kpis") as step, transaction(app) as session:
             step.rows = kpis.compute_day(session, at.today, at)
             notify("kpis", 1, 1)
     return report
-
-
-@contextmanager
-def _timed(report: RefreshReport, name: str) -> Iterator[StepReport]:
-    step = StepReport(name)
-    began = time.perf_counter()
-    try:
-        yield step
-    finally:
-        step.seconds = time.perf_counter() - began
-        report.steps.append(step)

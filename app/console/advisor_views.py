@@ -7,11 +7,18 @@ from typing import Any
 from flask_smorest import Blueprint
 
 from app.auth import BEARER_SECURITY, current_operator, operator_required
-from app.console.advisor_schemas import AssignmentOut, ContactWayOut, ReassignIn, ReassignOut
+from app.console.advisor_schemas import (
+    AdvisorKpiArgs,
+    AdvisorKpisOut,
+    AssignmentOut,
+    ContactWayOut,
+    ReassignIn,
+    ReassignOut,
+)
 from app.db import run_transaction, transaction, utcnow
-from app.extensions import extensions
+from app.extensions import extensions, mall_time
 from app.models import AdvisorAssignment, AdvisorContactWay
-from app.services import advisors
+from app.services import advisor_kpis, advisors
 
 blp = Blueprint(
     "admin_advisors", __name__, url_prefix="/api/admin/v1", description="运营后台：导购与会员绑定"
@@ -64,3 +71,19 @@ def assignment_history(member_id: int) -> list[AdvisorAssignment]:
     """会员的专属顾问变更历史（最早的在前）"""
     with transaction() as session:
         return advisors.assignment_history(session, member_id)
+
+
+@blp.route("/advisor-kpis", methods=["GET"])
+@blp.doc(security=BEARER_SECURITY)
+@operator_required
+@blp.arguments(AdvisorKpiArgs(), location="query")
+@blp.response(200, AdvisorKpisOut)
+def kpis(args: dict[str, Any]) -> dict[str, Any]:
+    """导购绩效：绑定会员、任务生成/完成/逾期、完成率、转化（完成任务后 7 天内消费的会员与金额）、
+    通过导购二维码注册的新会员；按导购和门店汇总"""
+    at = mall_time()
+    with transaction() as session:
+        per_advisor, per_store = advisor_kpis.advisor_kpis(
+            session, args["from_"], args["to"], store_id=args["store_id"], at=at
+        )
+    return {"advisors": per_advisor, "stores": per_store}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -17,6 +19,15 @@ T = TypeVar("T")
 _NO_SUCH_CONTACT_ERRCODES = frozenset({84061, 40096})
 # add_contact_way: type 1 = one advisor, scene 2 = a QR code.
 _SINGLE_USER, _QR_CODE = 1, 2
+
+
+@dataclass(frozen=True)
+class JsApiSignature:
+    """What a page passes to `wx.config` (corp ticket) or `wx.agentConfig` (agent ticket)."""
+
+    timestamp: int
+    nonce_str: str
+    signature: str
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,45 @@ class WeComClient:
         """`message/send` of one message (`msgtype` and its object) to `userids`; WeCom's answer, whose
         `invaliduser` names the recipients it did not know (errcode 0: the others got it)."""
         return self._call(lambda: self._client.message.send(self.agent_id, userids, msg=message))
+
+    def jsapi_signatures(self, url: str) -> tuple[JsApiSignature, JsApiSignature]:
+        """Signatures of `url` (without its #fragment) for `wx.config` and `wx.agentConfig`; both
+        tickets are cached in the token storage until they expire, as wechatpy does for tokens."""
+        page_url = url.split("#", 1)[0]
+        jsapi = self._client.jsapi
+        corp_ticket = self._call(jsapi.get_jsapi_ticket)
+        agent_ticket = self._call(jsapi.get_agent_jsapi_ticket)
+
+        def signed(ticket: str) -> JsApiSignature:
+            timestamp, nonce = int(time.time()), secrets.token_hex(8)
+            return JsApiSignature(
+                timestamp, nonce, jsapi.get_jsapi_signature(nonce, ticket, timestamp, page_url)
+            )
+
+        return signed(corp_ticket), signed(agent_ticket)
+
+    def corp_tag_id(self, group_name: str, tag_name: str) -> str:
+        """The id of customer tag `tag_name` in group `group_name`, adding it (and the group) if missing."""
+        contact = self._client.external_contact
+        for group in self._call(contact.get_corp_tag_list).get("tag_group") or []:
+            if group.get("group_name") != group_name:
+                continue
+            for tag in group.get("tag") or []:
+                if tag.get("name") == tag_name:
+                    return str(tag["id"])
+        added = self._call(lambda: contact.add_corp_tag(None, group_name, 0, [{"name": tag_name}]))
+        for tag in (added.get("tag_group") or {}).get("tag") or []:
+            if tag.get("name") == tag_name:
+                return str(tag["id"])
+        raise WeChatUnavailable("WeCom did not return the added customer tag", details=added)
+
+    def mark_tag(self, userid: str, external_userid: str, *, add: list[str], remove: list[str]) -> None:
+        """Put customer tags on (or take them off) an advisor's external contact."""
+        self._call(
+            lambda: self._client.external_contact.mark_tag(
+                userid, external_userid, add_tag=add or None, remove_tag=remove or None
+            )
+        )
 
     def send_text(self, userids: list[str], content: str) -> dict[str, Any]:
         return self._call(lambda: self._client.message.send_text(self.agent_id, userids, content))

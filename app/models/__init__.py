@@ -5,6 +5,9 @@ from app.models.advisor import (
     AdvisorContactWay,
     AssignmentEnd,
     AssignmentReason,
+    CorpTagSync,
+    CorpTagSyncAction,
+    CorpTagSyncStatus,
     ExternalContact,
 )
 from app.models.coupon import (
@@ -90,6 +93,9 @@ __all__ = [
     "CampaignStatus",
     "CheckIn",
     "CheckInStreakBonus",
+    "CorpTagSync",
+    "CorpTagSyncAction",
+    "CorpTagSyncStatus",
     "Coupon",
     "CouponCampaign",
     "CouponKind",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import TABLE_OPTIONS, Base, str_enum, utcnow
@@ -75,3 +75,38 @@ class AdvisorAssignment(Base):
     end_reason: Mapped[AssignmentEnd | None] = mapped_column(str_enum(AssignmentEnd))
     assigned_by_operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
     ended_by_operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+
+
+class CorpTagSyncAction(enum.StrEnum):
+    ADD = "add"
+    REMOVE = "remove"
+
+
+class CorpTagSyncStatus(enum.StrEnum):
+    PENDING = "pending"  # not yet told to WeCom, or the last try failed and will be retried
+    DONE = "done"
+    FAILED = "failed"  # WeCom refused it for good (e.g. no longer an external contact)
+
+
+class CorpTagSync(Base):
+    """A manual tag change to mirror on an advisor's WeCom external contact (`externalcontact/mark_tag`).
+
+    Written in the same transaction as the tag change, then sent; a failed send stays pending (with
+    its error) for the retry job, so no change is lost and every failure is visible."""
+
+    __tablename__ = "wecom_corp_tag_syncs"
+    __table_args__ = (Index("ix_wecom_corp_tag_syncs_status_id", "status", "id"), TABLE_OPTIONS)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id"))
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    external_userid: Mapped[str] = mapped_column(String(64))
+    action: Mapped[CorpTagSyncAction] = mapped_column(str_enum(CorpTagSyncAction))
+    status: Mapped[CorpTagSyncStatus] = mapped_column(
+        str_enum(CorpTagSyncStatus), default=CorpTagSyncStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    synced_at: Mapped[datetime | None]

@@ -37,6 +37,8 @@ class Member(Base):
     phone_masked: Mapped[str] = mapped_column(String(16))
     nickname: Mapped[str | None] = mapped_column(String(64))
     birthday: Mapped[date | None]
+    # What advisors learned: preferences, sizes, best time to call (shown on their member page).
+    advisor_note: Mapped[str | None] = mapped_column(String(500))
     tier_id: Mapped[int] = mapped_column(ForeignKey("tiers.id"), index=True)
     # Spendable points; changed only by app.services.points, always with its ledger entry.
     points_balance: Mapped[int] = mapped_column(default=0)

@@ -39,7 +39,7 @@ from app.models import (
 from app.services.task_rules import TASK_TYPE_NAMES
 from app.services.tasks import daily_counts
 
-ADVISOR_TASKS_PATH = "/wecom/advisor/tasks"
+ADVISOR_TASKS_PATH = "/wecom/advisor/"
 MAX_ATTEMPTS = 6
 # Doubled after every failed attempt: 1, 2, 4, 8, 16 minutes, then dead.
 RETRY_BACKOFF = timedelta(minutes=1)

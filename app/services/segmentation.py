@@ -18,10 +18,8 @@ from typing import Any
 
 from sqlalchemy import Select, String, and_, case, delete, exists, extract, func, literal, or_, select, update
 from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import RetryableConflict
 from app.mall_time import MallTime
 from app.models import Member, Purchase, PurchaseRefund, Store
 from app.models.tag import (
@@ -33,6 +31,7 @@ from app.models.tag import (
     SegmentationSettings,
     StatsRefresh,
 )
+from app.services.singletons import replace_settings
 
 STAT_WINDOWS = (30, 90, 180, 365)
 
@@ -561,15 +560,4 @@ def save_settings(
     session: Session, values: dict[str, int], *, operator_id: int | None
 ) -> SegmentationSettings:
     """Replace the settings (they apply from the next refresh)."""
-    settings = session.get(SegmentationSettings, 1, with_for_update=True)
-    if settings is None:
-        settings = SegmentationSettings.with_defaults()
-        session.add(settings)
-    for name, value in values.items():
-        setattr(settings, name, value)
-    settings.updated_by_operator_id = operator_id
-    try:
-        session.flush()
-    except IntegrityError as exc:  # another operator created the row at the same moment
-        raise RetryableConflict() from exc
-    return settings
+    return replace_settings(session, SegmentationSettings, values, operator_id=operator_id)

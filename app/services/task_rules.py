@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import RetryableConflict
 from app.errors import Conflict, DomainError, NotFound
 from app.models import LifecycleStage, Segment, Tag
 from app.models.task import TaskRule, TaskSettings, TaskTrigger, TaskType
+from app.services.singletons import replace_settings
 
 # Placeholder → what it stands for (rendered by app.services.tasks.render_message).
 PLACEHOLDERS: dict[str, str] = {
@@ -199,15 +199,4 @@ def settings_of(session: Session) -> TaskSettings:
 
 def save_settings(session: Session, values: dict[str, Any], *, operator_id: int | None) -> TaskSettings:
     """Replace the settings (they apply from the next generation)."""
-    settings = session.get(TaskSettings, 1, with_for_update=True)
-    if settings is None:
-        settings = TaskSettings.with_defaults()
-        session.add(settings)
-    for name, value in values.items():
-        setattr(settings, name, value)
-    settings.updated_by_operator_id = operator_id
-    try:
-        session.flush()
-    except IntegrityError as exc:  # another operator created the row at the same moment
-        raise RetryableConflict() from exc
-    return settings
+    return replace_settings(session, TaskSettings, values, operator_id=operator_id)

@@ -22,9 +22,8 @@ rules read the tags of the last nightly refresh, as segments do everywhere.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -73,6 +72,7 @@ from app.models.task import (
 )
 from app.services import segmentation, task_rules
 from app.services.tag_rules import RuleContext, compile_rule, members_matching
+from app.steps import StepReport, timed
 
 DEFAULT_BATCH_SIZE = 100_000
 STEPS = ("expire", "candidates", "assign")
@@ -93,11 +93,18 @@ class TaskExpired(Conflict):
 # --- generation -------------------------------------------------------------------------------------
 
 
-@dataclass
-class StepReport:
-    name: str
-    seconds: float = 0.0
-    rows: int = 0
+# What a candidate carries into its task.
+TASK_COLUMNS = (
+    "member_id",
+    "advisor_id",
+    "store_id",
+    "rule_id",
+    "task_type",
+    "priority",
+    "trigger_kind",
+    "trigger_value",
+    "due_date",
+)
 
 
 @dataclass
@@ -150,10 +157,10 @@ def generate_day(
     report.rules = len(rules)
     triggers = [RuleTrigger.of(rule, business_date, context, segments, tag_codes) for rule in rules]
 
-    with _timed(report, "expire") as step, unit_of_work() as session:
+    with timed(report.steps, "expire") as step, unit_of_work() as session:
         step.rows = expire_overdue(session, business_date, settings)
         notify("expire", 1, 1)
-    with _timed(report, "candidates") as step:
+    with timed(report.steps, "candidates") as step:
         with unit_of_work() as session:
             clear_candidates(session)
         for done, (low, high) in enumerate(batches, start=1):
@@ -161,7 +168,7 @@ def generate_day(
                 with unit_of_work() as session:
                     step.rows += stage_candidates(session, triggers, business_date, low, high, settings)
             notify("candidates", done, len(batches))
-    with _timed(report, "assign") as step, unit_of_work() as session:
+    with timed(report.steps, "assign") as step, unit_of_work() as session:
         step.rows = assign_capped(session, business_date, settings, at.now)
         clear_candidates(session)
         notify("assign", 1, 1)
@@ -311,17 +318,7 @@ def stage_candidates(
         .where(or_(working_advisor.is_not(None), store_id.is_not(None)))
         .subquery("ranked")
     )
-    columns = [
-        "member_id",
-        "advisor_id",
-        "store_id",
-        "rule_id",
-        "task_type",
-        "priority",
-        "trigger_kind",
-        "trigger_value",
-        "due_date",
-    ]
+    columns = TASK_COLUMNS
     picked = select(*(ranked.c[name] for name in columns)).where(ranked.c.pick == 1).subquery("picked")
     placed = select(
         picked,
@@ -376,18 +373,7 @@ def assign_capped(session: Session, day: date, settings: TaskSettings, now: date
         .where(candidates.c.business_date == day)
         .subquery("ranked")
     )
-    columns = [
-        "business_date",
-        "member_id",
-        "advisor_id",
-        "store_id",
-        "rule_id",
-        "task_type",
-        "priority",
-        "trigger_kind",
-        "trigger_value",
-        "due_date",
-    ]
+    columns = ["business_date", *TASK_COLUMNS]
     kept = select(
         *(ranked.c[name] for name in columns),
         literal(TaskStatus.OPEN.value, String),
@@ -396,17 +382,6 @@ def assign_capped(session: Session, day: date, settings: TaskSettings, now: date
     return session.execute(  # type: ignore[attr-defined]
         insert(AdvisorTask).from_select([*columns, "status", "created_at"], kept)
     ).rowcount
-
-
-@contextmanager
-def _timed(report: GenerationReport, name: str) -> Iterator[StepReport]:
-    step = StepReport(name)
-    began = time.perf_counter()
-    try:
-        yield step
-    finally:
-        step.seconds = time.perf_counter() - began
-        report.steps.append(step)
 
 
 # --- advisors' tasks --------------------------------------------------------------------------------

@@ -157,7 +157,7 @@ def test_the_digest_job_sends_each_advisor_one_card_and_managers_a_summary_once_
     assert sorted(messages) == ["ann", "ben", "mia|max"]
     ann = messages["ann"]["textcard"]
     assert messages["ann"]["msgtype"] == "textcard"
-    assert ann["url"] == "http://127.0.0.1:5000/wecom/advisor/tasks"
+    assert ann["url"] == "http://127.0.0.1:5000/wecom/advisor/"
     assert ann["title"] == "今日导购任务：3 条"
     assert "今日新增 2 条" in ann["description"] and "已逾期 1 条" in ann["description"]
     # Overdue first, then by priority.
