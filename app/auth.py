@@ -23,7 +23,7 @@ from app import reference_cache
 from app.db import seed_request_sessions, transaction
 from app.errors import AuthExpired, AuthInvalid, AuthRequired, Forbidden
 from app.extensions import settings
-from app.models import Operator, Staff, StaffRole
+from app.models import Operator, OperatorRole, Staff, StaffRole
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -129,10 +129,20 @@ def current_staff() -> Staff:
     return cast(Staff, g.current_staff)
 
 
+# The JSON admin API has no per-endpoint roles yet: admins use all of it, auditors may only read, and
+# the roles scoped to part of the program (marketing, store managers) work in the console only.
+_API_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def operator_required(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        g.current_operator = _active_caller(Operator, Audience.ADMIN)
+        operator = _active_caller(Operator, Audience.ADMIN)
+        if operator.role == OperatorRole.AUDITOR and request.method not in _API_READ_METHODS:
+            raise Forbidden("审计员为只读角色，不能修改数据")
+        if operator.role not in (OperatorRole.ADMIN, OperatorRole.AUDITOR):
+            raise Forbidden("当前角色请在运营后台页面操作")
+        g.current_operator = operator
         return view(*args, **kwargs)
 
     return cast(F, wrapper)

@@ -17,6 +17,7 @@ from app.console import pages
 from app.models import OperatorRole
 from app.models.kpi import MALL_WIDE, KpiDaily
 from tests import factories
+from tests.flows import bearer, operator_login
 
 PASSWORD = "correct-horse"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -276,3 +277,21 @@ def test_the_dashboard_renders_without_the_chart_when_echarts_is_missing(
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and cards(html)["会员总数"] == "110"
     assert "echarts.min.js" not in html and "趋势图暂不可用" in html
+
+
+def test_the_admin_api_lets_an_auditor_read_only_and_keeps_scoped_roles_out(
+    client: FlaskClient, session: Session
+) -> None:
+    store = factories.create_store(session)
+    factories.create_operator(session, "auditor", PASSWORD, role=OperatorRole.AUDITOR)
+    factories.create_operator(
+        session, "manager", PASSWORD, role=OperatorRole.STORE_MANAGER, store_id=store.id
+    )
+    scene = {"kind": "event", "name": "双十一"}
+
+    auditor = bearer(operator_login(client, "auditor"))
+    assert client.get("/api/admin/v1/qr-scenes", headers=auditor).status_code == 200
+    refused = client.post("/api/admin/v1/qr-scenes", json=scene, headers=auditor)
+    assert refused.status_code == 403 and "只读" in refused.get_json()["message"]
+    manager = bearer(operator_login(client, "manager"))
+    assert client.get("/api/admin/v1/kpis?from=2026-11-01&to=2026-11-02", headers=manager).status_code == 403
