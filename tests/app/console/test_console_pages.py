@@ -13,7 +13,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import create_app
+from app.config import Config
 from app.console import pages
+from app.db import bound_database
 from app.models import OperatorRole
 from app.models.kpi import MALL_WIDE, KpiDaily
 from tests import factories
@@ -295,3 +298,18 @@ def test_the_admin_api_lets_an_auditor_read_only_and_keeps_scoped_roles_out(
     assert refused.status_code == 403 and "只读" in refused.get_json()["message"]
     manager = bearer(operator_login(client, "manager"))
     assert client.get("/api/admin/v1/kpis?from=2026-11-01&to=2026-11-02", headers=manager).status_code == 403
+
+
+def test_the_session_cookie_is_secure_outside_development(config: Config, session: Session) -> None:
+    staging = create_app(config.with_overrides(APP_ENV="staging"))
+    factories.create_operator(session, "ops", PASSWORD)
+    try:
+        response = log_in(staging.test_client(), "ops")
+    finally:
+        bound_database(staging).engine.dispose()
+
+    assert response.status_code == 302
+    cookie = next(
+        value for value in response.headers.getlist("Set-Cookie") if value.startswith("mm_console=")
+    )
+    assert "Secure" in cookie and "HttpOnly" in cookie
