@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
+# The console's browser assets, from the npm registry (versions pinned in package-lock.json), never a CDN.
+ECHARTS := app/console/static/vendor/echarts.min.js
 
 .PHONY: run test test-mariadb lint format seed migrate bench clean
 
@@ -11,16 +13,21 @@ $(DEPS): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+$(ECHARTS): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: the console renders without charts"; exit 0; }; \
+	npm ci --no-audit --no-fund --ignore-scripts && \
+	mkdir -p $(@D) && cp node_modules/echarts/dist/echarts.min.js $@
+
 ## run: migrate, seed a demo mall, start the WeChat/WeCom sandbox and the scheduler, serve the API on :5000
-run: $(DEPS)
+run: $(DEPS) $(ECHARTS)
 	$(BIN)/python scripts/dev_server.py
 
 ## test: the whole suite (SQLite by default; set DATABASE_URL for MySQL/MariaDB)
-test: $(DEPS)
+test: $(DEPS) $(ECHARTS)
 	$(BIN)/python -m pytest
 
 ## test-mariadb: the suite again on a fresh MariaDB database (what .ci/run does second)
-test-mariadb: $(DEPS)
+test-mariadb: $(DEPS) $(ECHARTS)
 	.ci/run --mariadb-only
 
 lint: $(DEPS)
@@ -43,4 +50,4 @@ seed: migrate
 	FLASK_APP=wsgi $(BIN)/flask seed-demo
 
 clean:
-	rm -rf $(VENV) instance/*.db instance/*.db-*
+	rm -rf $(VENV) instance/*.db instance/*.db-* node_modules app/console/static/vendor

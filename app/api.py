@@ -35,7 +35,7 @@ def swagger_ui_asset(filename: str) -> Response:
 
 
 def register_api(app: Flask) -> Api:
-    from app.console import register_admin_api
+    from app.console import register_admin_api, register_console_pages
     from app.partner_api import register_partner_api
     from miniprogram_api import register_miniprogram_api
     from wecom import register_staff_api, register_wecom_callbacks, register_wecom_pages
@@ -51,4 +51,5 @@ def register_api(app: Flask) -> Api:
     app.register_blueprint(_docs_assets)
     register_wecom_callbacks(app)
     register_wecom_pages(app)
+    register_console_pages(app)
     return api

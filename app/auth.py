@@ -23,7 +23,7 @@ from app import reference_cache
 from app.db import seed_request_sessions, transaction
 from app.errors import AuthExpired, AuthInvalid, AuthRequired, Forbidden
 from app.extensions import settings
-from app.models import Operator, Staff, StaffRole
+from app.models import Operator, OperatorRole, Staff, StaffRole
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -129,10 +129,20 @@ def current_staff() -> Staff:
     return cast(Staff, g.current_staff)
 
 
+# The JSON admin API has no per-endpoint roles yet: admins use all of it, auditors may only read, and
+# the roles scoped to part of the program (marketing, store managers) work in the console only.
+_API_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def operator_required(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        g.current_operator = _active_caller(Operator, Audience.ADMIN)
+        operator = _active_caller(Operator, Audience.ADMIN)
+        if operator.role == OperatorRole.AUDITOR and request.method not in _API_READ_METHODS:
+            raise Forbidden("审计员为只读角色，不能修改数据")
+        if operator.role not in (OperatorRole.ADMIN, OperatorRole.AUDITOR):
+            raise Forbidden("当前角色请在运营后台页面操作")
+        g.current_operator = operator
         return view(*args, **kwargs)
 
     return cast(F, wrapper)
@@ -187,3 +197,50 @@ def active_staff(staff_id: int) -> Staff | None:
     with transaction() as session:
         staff = session.get(Staff, staff_id)
         return staff if staff is not None and staff.is_active else None
+
+
+# Operator console pages: the same kind of signed cookie, for an operator (or for nobody yet: the
+# login form needs a CSRF token before anyone has signed in).
+
+CONSOLE_COOKIE = "mm_console"
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    operator_id: int | None
+    csrf_token: str
+
+
+def _console_serializer() -> URLSafeTimedSerializer:
+    return _serializer_for(settings().SECRET_KEY, "console-page")
+
+
+def issue_console_session(operator_id: int | None) -> tuple[str, ConsoleSession]:
+    """The cookie value for a console visitor (signed in if `operator_id`) with a fresh CSRF token,
+    and the session it holds."""
+    page_session = ConsoleSession(operator_id, secrets.token_urlsafe(24))
+    cookie = _console_serializer().dumps({"sub": operator_id, "csrf": page_session.csrf_token})
+    return cookie, page_session
+
+
+def read_console_session(cookie: str | None) -> ConsoleSession | None:
+    """The console session in `cookie`, or None if missing, forged or older than a token's lifetime."""
+    if not cookie:
+        return None
+    try:
+        payload = _console_serializer().loads(cookie, max_age=settings().AUTH_TOKEN_TTL_SECONDS)
+    except BadSignature:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    operator_id, csrf = payload.get("sub"), payload.get("csrf")
+    if not (operator_id is None or isinstance(operator_id, int)) or not isinstance(csrf, str) or not csrf:
+        return None
+    return ConsoleSession(operator_id, csrf)
+
+
+def active_operator(operator_id: int) -> Operator | None:
+    """The operator, if still active (re-read on every page, so a deactivation or new role applies)."""
+    with transaction() as session:
+        operator = session.get(Operator, operator_id)
+        return operator if operator is not None and operator.is_active else None

@@ -118,6 +118,7 @@ def print_banner(config: Config, sandbox: SandboxProcess, base: str) -> None:
     signup = {"phone_code": "sandbox-phone:13800138000", "consent_version": config.PRIVACY_POLICY_VERSION}
     lines = [
         f"MallMember is running: {config.MALL_NAME}",
+        f"  Console         {base}/console/   (log in as the operator below)",
         f"  API             {base}/api",
         f"  API docs        {base}/api/docs   (spec: {base}/api/openapi.json)",
         f"  WeChat sandbox  {sandbox.wechat_url}",

@@ -1,7 +1,8 @@
-"""The operators' side: the admin API under /api/admin/v1 (the web console comes later)."""
+"""The operators' side: the admin API under /api/admin/v1 and the server-rendered console under /console/."""
 
 from __future__ import annotations
 
+from flask import Flask
 from flask_smorest import Api
 
 
@@ -31,3 +32,10 @@ def register_admin_api(api: Api) -> None:
     api.register_blueprint(advisor_views.blp)
     api.register_blueprint(task_views.blp)
     api.register_blueprint(job_views.blp)
+
+
+def register_console_pages(app: Flask) -> None:
+    from app.console import dashboard_views  # noqa: F401  (its routes are on the console blueprint)
+    from app.console.pages import bp
+
+    app.register_blueprint(bp)

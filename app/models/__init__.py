@@ -55,7 +55,7 @@ from app.models.push import (
 )
 from app.models.reference import ReferenceVersion
 from app.models.scene import SCENE_MAX_LENGTH, QrScene, SceneKind
-from app.models.staff import Operator, Staff, StaffRole
+from app.models.staff import Operator, OperatorRole, Staff, StaffRole
 from app.models.tag import (
     LifecycleStage,
     LifecycleTransition,
@@ -118,6 +118,7 @@ __all__ = [
     "MemberTag",
     "MemberTagHistory",
     "Operator",
+    "OperatorRole",
     "OutboxKind",
     "OutboxStatus",
     "ParkingPayment",

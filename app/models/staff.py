@@ -18,6 +18,13 @@ class StaffRole(enum.StrEnum):
     MANAGER = "manager"
 
 
+class OperatorRole(enum.StrEnum):
+    ADMIN = "admin"
+    MARKETING = "marketing"
+    STORE_MANAGER = "store_manager"  # their store's data only
+    AUDITOR = "auditor"  # read-only
+
+
 class Staff(Base):
     __tablename__ = "staff"
     __table_args__ = TABLE_OPTIONS
@@ -43,6 +50,8 @@ class Operator(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[OperatorRole] = mapped_column(str_enum(OperatorRole), default=OperatorRole.ADMIN)
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))  # a store manager's store
     is_active: Mapped[bool] = mapped_column(default=True)
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

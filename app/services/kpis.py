@@ -311,3 +311,34 @@ def trend(session: Session, first: date, last: date, store_id: int) -> list[KpiD
             .order_by(KpiDaily.business_date)
         )
     )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The dashboard's cards for a range of days: levels as of its last day, flows over all of it."""
+
+    last_day: date | None
+    members_total: int
+    new_members: int
+    activation_rate: Fraction | None
+    churn_rate: Fraction | None
+    repurchase_rate: Fraction | None
+    member_share_of_sales: Fraction | None
+
+
+def summarize(days: list[KpiDaily]) -> Summary:
+    """`days` in date order, as `trend` returns them."""
+    member_sales = sum(day.member_sales_fen for day in days)
+    all_sales = member_sales + sum(day.non_member_sales_fen for day in days)
+    if not days:
+        return Summary(None, 0, 0, None, None, None, None)
+    last = days[-1]
+    return Summary(
+        last_day=last.business_date,
+        members_total=last.members_total,
+        new_members=sum(day.new_members for day in days),
+        activation_rate=rate(last.active_30d, last.members_total),
+        churn_rate=rate(last.churned_30d, last.previous_active_30d),
+        repurchase_rate=rate(last.repeat_buyers_90d, last.active_90d),
+        member_share_of_sales=rate(member_sales, all_sales),
+    )

@@ -1,0 +1,132 @@
+"""Console pages: the KPI dashboard (cards and a trend chart for a date range and a store) and the
+operators list. A store manager sees their own store only, whatever the query string asks."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, timedelta
+from fractions import Fraction
+
+from flask import redirect, render_template, request, url_for
+from markupsafe import Markup
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from app.console.pages import ROLE_LABELS, bp, console_operator, console_page, echarts_available
+from app.db import run_transaction, transaction
+from app.errors import DomainError, Forbidden
+from app.extensions import mall_time
+from app.models import Operator, OperatorRole, Store
+from app.models.kpi import MALL_WIDE
+from app.services import kpis
+
+DEFAULT_RANGE_DAYS = 30
+MAX_RANGE_DAYS = 366
+
+
+class BadDashboardFilter(DomainError):
+    code, message = "BAD_FILTER", "筛选条件有误"
+
+
+class OtherStoreForbidden(Forbidden):
+    code, message = "OTHER_STORE_FORBIDDEN", "店长只能查看本门店的数据"
+
+
+@dataclass(frozen=True)
+class DashboardFilter:
+    first: date
+    last: date
+    store_id: int
+
+
+def _parse_date(name: str, default: date) -> date:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise BadDashboardFilter("日期格式应为 YYYY-MM-DD") from exc
+
+
+def _dashboard_filter(operator: Operator) -> DashboardFilter:
+    last = _parse_date("to", mall_time().today)
+    first = _parse_date("from", last - timedelta(days=DEFAULT_RANGE_DAYS - 1))
+    if last < first:
+        raise BadDashboardFilter("结束日期不能早于起始日期")
+    if (last - first).days >= MAX_RANGE_DAYS:
+        raise BadDashboardFilter(f"一次最多查询 {MAX_RANGE_DAYS} 天")
+    raw_store = request.args.get("store_id", "").strip()
+    if raw_store and not raw_store.isdigit():
+        raise BadDashboardFilter("门店参数有误")
+    if operator.role == OperatorRole.STORE_MANAGER:
+        if operator.store_id is None:
+            raise Forbidden("您的账号还没有所属门店，请联系管理员")
+        if raw_store and int(raw_store) != operator.store_id:
+            raise OtherStoreForbidden()
+        return DashboardFilter(first, last, operator.store_id)
+    return DashboardFilter(first, last, int(raw_store) if raw_store else MALL_WIDE)
+
+
+def percent(value: Fraction | None) -> str:
+    return "—" if value is None else f"{float(value) * 100:.1f}%"
+
+
+@bp.get("/")
+@console_page()
+def dashboard() -> str:
+    operator = console_operator()
+    chosen = _dashboard_filter(operator)
+    with transaction() as session:
+        days = kpis.trend(session, chosen.first, chosen.last, chosen.store_id)
+        if operator.role == OperatorRole.STORE_MANAGER:
+            stores = list(session.scalars(select(Store).where(Store.id == operator.store_id)))
+        else:
+            stores = list(session.scalars(select(Store).order_by(Store.code)))
+    summary = kpis.summarize(days)
+    chart = {
+        "dates": [day.business_date.isoformat() for day in days],
+        "series": [
+            {"name": "会员总数", "data": [day.members_total for day in days]},
+            {"name": "新增会员", "data": [day.new_members for day in days]},
+        ],
+    }
+    cards = [
+        ("会员总数", f"{summary.members_total:,}"),
+        ("新增会员", f"{summary.new_members:,}"),
+        ("活跃率（30 天）", percent(summary.activation_rate)),
+        ("流失率（30 天）", percent(summary.churn_rate)),
+        ("复购率（90 天）", percent(summary.repurchase_rate)),
+        ("会员销售占比", percent(summary.member_share_of_sales)),
+    ]
+    return render_template(
+        "console/dashboard.html",
+        chosen=chosen,
+        summary=summary,
+        cards=cards,
+        stores=stores,
+        store_locked=operator.role == OperatorRole.STORE_MANAGER,
+        can_recompute=operator.role == OperatorRole.ADMIN,
+        with_chart=echarts_available() and bool(days),
+        chart_json=Markup(json.dumps(chart, ensure_ascii=False).replace("</", "<\\/")),
+    )
+
+
+@bp.post("/kpis/recompute")
+@console_page(OperatorRole.ADMIN)
+def recompute_today() -> Response:
+    at = mall_time()
+    run_transaction(lambda session: kpis.compute_day(session, at.today, at))
+    return redirect(url_for("console.dashboard", recomputed=1))
+
+
+@bp.get("/operators")
+@console_page(OperatorRole.ADMIN, OperatorRole.AUDITOR)
+def operators() -> str:
+    with transaction() as session:
+        rows = list(session.scalars(select(Operator).order_by(Operator.username)))
+        store_names = {store_id: name for store_id, name in session.execute(select(Store.id, Store.name))}
+    return render_template(
+        "console/operators.html", operators=rows, store_names=store_names, role_labels=ROLE_LABELS
+    )
