@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -24,7 +25,7 @@ from app.db import transaction
 from app.errors import DomainError, Forbidden
 from app.extensions import extensions, settings
 from app.models import Operator, OperatorRole
-from app.services import authentication
+from app.services import audit, authentication
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -147,6 +148,25 @@ def console_page(*roles: OperatorRole, changes_data: bool = True) -> Callable[[F
 
 def console_operator() -> Operator:
     return cast(Operator, g.console_operator)
+
+
+def audit_console_action(
+    session: Session,
+    action: str,
+    target_type: str,
+    target_id: int | str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Records what the signed-in operator did, in the transaction of the change itself."""
+    audit.record(
+        session,
+        operator_id=console_operator().id,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        detail=detail,
+        client_ip=request.remote_addr,
+    )
 
 
 def echarts_available() -> bool:

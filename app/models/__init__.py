@@ -10,6 +10,7 @@ from app.models.advisor import (
     CorpTagSyncStatus,
     ExternalContact,
 )
+from app.models.audit import AuditEvent
 from app.models.coupon import (
     CampaignStatus,
     Coupon,
@@ -89,6 +90,7 @@ __all__ = [
     "AdvisorContactWay",
     "AdvisorTask",
     "AssignmentEnd",
+    "AuditEvent",
     "AssignmentReason",
     "CampaignStatus",
     "CheckIn",
