@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEPS   := $(VENV)/.deps-installed
 # The console's browser assets, from the npm registry (versions pinned in package-lock.json), never a CDN.
-ECHARTS := app/console/static/vendor/echarts.min.js
+VENDOR  := app/console/static/vendor
+ASSETS  := $(VENDOR)/.installed
 
 .PHONY: run test test-mariadb lint format seed migrate bench clean
 
@@ -13,21 +14,21 @@ $(DEPS): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-$(ECHARTS): package.json package-lock.json
-	@command -v npm >/dev/null || { echo "npm not found: the console renders without charts"; exit 0; }; \
-	npm ci --no-audit --no-fund --ignore-scripts && \
-	mkdir -p $(@D) && cp node_modules/echarts/dist/echarts.min.js $@
+$(ASSETS): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: the console renders without charts and live previews"; exit 0; }; \
+	npm ci --no-audit --no-fund --ignore-scripts && mkdir -p $(VENDOR) && \
+	cp node_modules/echarts/dist/echarts.min.js node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/ && touch $@
 
 ## run: migrate, seed a demo mall, start the WeChat/WeCom sandbox and the scheduler, serve the API on :5000
-run: $(DEPS) $(ECHARTS)
+run: $(DEPS) $(ASSETS)
 	$(BIN)/python scripts/dev_server.py
 
 ## test: the whole suite (SQLite by default; set DATABASE_URL for MySQL/MariaDB)
-test: $(DEPS) $(ECHARTS)
+test: $(DEPS) $(ASSETS)
 	$(BIN)/python -m pytest
 
 ## test-mariadb: the suite again on a fresh MariaDB database (what .ci/run does second)
-test-mariadb: $(DEPS) $(ECHARTS)
+test-mariadb: $(DEPS) $(ASSETS)
 	.ci/run --mariadb-only
 
 lint: $(DEPS)

@@ -96,6 +96,7 @@ def _layout_context() -> dict[str, Any]:
         "role_label": ROLE_LABELS.get(operator.role) if operator else None,
         "nav": [item for item in NAV if operator and operator.role in item.roles],
         "csrf_token": page_session.csrf_token if page_session else "",
+        "with_htmx": htmx_available(),
     }
 
 
@@ -112,7 +113,8 @@ def _set_session_cookie(response: Response, cookie: str) -> None:
 
 
 def _check_csrf(page_session: ConsoleSession | None) -> None:
-    sent = request.form.get("csrf_token", "")
+    # Forms send it as a field; htmx requests as a header (set once on <body> in base.html).
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
     if page_session is None or not sent or sent != page_session.csrf_token:
         raise CsrfRejected()
 
@@ -172,6 +174,10 @@ def audit_console_action(
 def echarts_available() -> bool:
     """Vendored by `make` from the npm registry; the pages render without charts when it is missing."""
     return (VENDOR_DIR / "echarts.min.js").is_file()
+
+
+def htmx_available() -> bool:
+    return (VENDOR_DIR / "htmx.min.js").is_file()
 
 
 def _safe_next(target: str | None) -> str:

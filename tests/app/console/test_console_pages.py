@@ -118,6 +118,16 @@ def test_actions_without_the_csrf_token_are_refused(client: FlaskClient, session
     assert client.get("/console/").status_code == 200  # the logout did not happen either
 
 
+def test_htmx_requests_carry_the_csrf_token_in_a_header(client: FlaskClient, session: Session) -> None:
+    token = signed_in(client, session, OperatorRole.ADMIN)
+    page = client.get("/console/").get_data(as_text=True)
+    assert f'hx-headers=\'{{"X-CSRF-Token": "{token}"}}\'' in page
+
+    assert client.post("/console/kpis/recompute", headers={"X-CSRF-Token": "forged"}).status_code == 403
+    assert client.post("/console/kpis/recompute", headers={"X-CSRF-Token": token}).status_code == 302
+    assert session.scalar(select(func.count()).select_from(KpiDaily)) > 0
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_every_page_sends_strangers_to_the_login(client: FlaskClient, path: str) -> None:
     response = client.get(path)
