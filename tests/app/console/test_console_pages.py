@@ -20,33 +20,12 @@ from app.db import bound_database
 from app.models import OperatorRole
 from app.models.kpi import MALL_WIDE, KpiDaily
 from tests import factories
+from tests.app.console.console_flows import PASSWORD, log_in, signed_in
 from tests.flows import bearer, operator_login
 
-PASSWORD = "correct-horse"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 CARD = re.compile(r'<div class="label">([^<]+)</div><div class="value">([^<]+)</div>')
 PAGES = ("/console/", "/console/operators")
 ACTIONS = ("/console/kpis/recompute", "/console/logout")
-
-
-def csrf_of(html: str) -> str:
-    found = CSRF.search(html)
-    assert found, "no CSRF token on the page"
-    return found.group(1)
-
-
-def log_in(client: FlaskClient, username: str, password: str = PASSWORD) -> Any:
-    token = csrf_of(client.get("/console/login").get_data(as_text=True))
-    return client.post(
-        "/console/login", data={"username": username, "password": password, "csrf_token": token}
-    )
-
-
-def signed_in(client: FlaskClient, session: Session, role: OperatorRole, **overrides: Any) -> str:
-    """Signs a new operator of `role` in; returns the CSRF token of their session."""
-    factories.create_operator(session, role.value, PASSWORD, role=role, **overrides)
-    assert log_in(client, role.value).status_code == 302
-    return csrf_of(client.get("/console/").get_data(as_text=True))
 
 
 def cards(html: str) -> dict[str, str]:
