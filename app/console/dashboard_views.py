@@ -1,5 +1,10 @@
-"""Console pages: the KPI dashboard (cards and a trend chart for a date range and a store) and the
-operators list. A store manager sees their own store only, whatever the query string asks."""
+"""Console pages: the KPI dashboard (cards and charts for a date range and a store) and the operators
+list. A store manager sees their own store only, whatever the query string asks.
+
+Some figures have no store: a points ledger entry and an issued coupon do not record one, and the
+tier and segment distributions are taken for the whole mall. Those charts show the whole mall's
+figures under any store filter, store managers included, and say so ("全场"): they are aggregates,
+not another store's records."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
+from typing import Any
 
 from flask import redirect, render_template, request, url_for
 from markupsafe import Markup
@@ -18,7 +24,7 @@ from app.db import run_transaction, transaction
 from app.errors import DomainError, Forbidden
 from app.extensions import mall_time
 from app.models import Operator, OperatorRole, Store
-from app.models.kpi import MALL_WIDE
+from app.models.kpi import MALL_WIDE, KpiDaily
 from app.services import kpis
 
 DEFAULT_RANGE_DAYS = 30
@@ -80,18 +86,15 @@ def dashboard() -> str:
     chosen = _dashboard_filter(operator)
     with transaction() as session:
         days = kpis.trend(session, chosen.first, chosen.last, chosen.store_id)
+        points = kpis.points_flows(session, chosen.first, chosen.last)
+        coupons = kpis.coupon_flows(session, chosen.first, chosen.last, chosen.store_id)
+        shares = kpis.latest_distributions(session, chosen.first, chosen.last)
         if operator.role == OperatorRole.STORE_MANAGER:
             stores = list(session.scalars(select(Store).where(Store.id == operator.store_id)))
         else:
             stores = list(session.scalars(select(Store).order_by(Store.code)))
     summary = kpis.summarize(days)
-    chart = {
-        "dates": [day.business_date.isoformat() for day in days],
-        "series": [
-            {"name": "会员总数", "data": [day.members_total for day in days]},
-            {"name": "新增会员", "data": [day.new_members for day in days]},
-        ],
-    }
+    charts = _charts(days, points, coupons, shares, whole_mall=chosen.store_id == MALL_WIDE)
     cards = [
         ("会员总数", f"{summary.members_total:,}"),
         ("新增会员", f"{summary.new_members:,}"),
@@ -99,6 +102,8 @@ def dashboard() -> str:
         ("流失率（30 天）", percent(summary.churn_rate)),
         ("复购率（90 天）", percent(summary.repurchase_rate)),
         ("会员销售占比", percent(summary.member_share_of_sales)),
+        ("发放积分", f"{sum(day.issued for day in points):,}"),
+        ("消耗积分", f"{sum(day.spent for day in points):,}"),
     ]
     return render_template(
         "console/dashboard.html",
@@ -108,9 +113,52 @@ def dashboard() -> str:
         stores=stores,
         store_locked=operator.role == OperatorRole.STORE_MANAGER,
         can_recompute=operator.role == OperatorRole.ADMIN,
-        with_chart=echarts_available() and bool(days),
-        chart_json=Markup(json.dumps(chart, ensure_ascii=False).replace("</", "<\\/")),
+        with_charts=echarts_available(),
+        charts=charts,
+        shares_as_of=shares.as_of if shares else None,
+        chart_json=Markup(json.dumps(charts, ensure_ascii=False).replace("</", "<\\/")),
     )
+
+
+def _charts(
+    days: list[KpiDaily],
+    points: list[kpis.PointsFlow],
+    coupons: list[kpis.CouponFlow],
+    shares: kpis.Distributions | None,
+    *,
+    whole_mall: bool,
+) -> dict[str, Any]:
+    """What dashboard.js draws, by chart; a chart without data is left out (the page says so)."""
+    charts: dict[str, Any] = {}
+    if days:
+        charts["trend"] = {
+            "dates": [day.business_date.isoformat() for day in days],
+            "series": [
+                {"name": "会员总数", "data": [day.members_total for day in days]},
+                {"name": "新增会员", "data": [day.new_members for day in days]},
+            ],
+        }
+    if shares and any(count for _, count in shares.tiers):
+        charts["tiers"] = [{"name": name, "value": count} for name, count in shares.tiers]
+    if shares and shares.segments:
+        charts["segments"] = [{"name": name, "value": count} for name, count in shares.segments]
+    charts["points"] = {
+        "dates": [day.business_date.isoformat() for day in points],
+        "series": [
+            {"name": "发放", "data": [day.issued for day in points]},
+            {"name": "消耗", "data": [day.spent for day in points]},
+            {"name": "过期", "data": [day.expired for day in points]},
+        ],
+    }
+    if coupons:
+        charts["coupons"] = {
+            "dates": [day.business_date.isoformat() for day in coupons],
+            "series": [
+                {"name": "全场发放" if not whole_mall else "发放", "data": [day.issued for day in coupons]},
+                {"name": "门店核销" if not whole_mall else "核销", "data": [day.used for day in coupons]},
+            ],
+        }
+    return charts
 
 
 @bp.post("/kpis/recompute")

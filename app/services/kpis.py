@@ -35,7 +35,8 @@ from app.models import (
     Tier,
 )
 from app.models.kpi import MALL_WIDE, KpiDaily
-from app.models.tag import MemberStats
+from app.models.tag import MemberStats, RfmSegment
+from app.services.tags import RFM_SEGMENT_NAMES
 
 COUNT_COLUMNS = (
     "members_total",
@@ -238,24 +239,11 @@ def _sales(session: Session, window: Day) -> dict[str, dict[int, int]]:
 
 
 def _points(session: Session, window: Day) -> dict[str, dict[int, int]]:
-    rows = session.execute(
-        select(PointsEntry.kind, func.sum(PointsEntry.delta))
-        .where(PointsEntry.business_date == window.day)
-        .group_by(PointsEntry.kind)
-    )
-    issued = spent = expired = 0
-    for kind, total in rows:
-        total = int(total or 0)
-        if kind is PointsEntryKind.EXPIRY:
-            expired -= total
-        elif kind is PointsEntryKind.REDEMPTION:
-            spent -= total
-        elif total > 0 and kind not in (PointsEntryKind.REFUND, PointsEntryKind.ADJUSTMENT):
-            issued += total
+    (day,) = points_flows(session, window.day, window.day)
     return {
-        "points_issued": {MALL_WIDE: issued},
-        "points_spent": {MALL_WIDE: spent},
-        "points_expired": {MALL_WIDE: expired},
+        "points_issued": {MALL_WIDE: day.issued},
+        "points_spent": {MALL_WIDE: day.spent},
+        "points_expired": {MALL_WIDE: day.expired},
     }
 
 
@@ -342,3 +330,105 @@ def summarize(days: list[KpiDaily]) -> Summary:
         repurchase_rate=rate(last.repeat_buyers_90d, last.active_90d),
         member_share_of_sales=rate(member_sales, all_sales),
     )
+
+
+@dataclass(frozen=True)
+class PointsFlow:
+    """Points that moved on one business day, all positive numbers."""
+
+    business_date: date
+    issued: int  # earned: purchases, check-ins, sharing, referrals, welcome, birthday, partners
+    spent: int  # redeemed for rewards
+    expired: int
+
+
+def points_flows(session: Session, first: date, last: date) -> list[PointsFlow]:
+    """Points issued, spent and expired on each business day from `first` to `last` (every day, zeros
+    included), read from the ledger with one query grouped by day and kind, so today counts too.
+
+    The whole mall's: a ledger entry does not record a store. Refunds and operators' adjustments are
+    corrections, not issuing or spending, and are left out (a refund's clawback is not "spent")."""
+    totals = {first + timedelta(days=n): [0, 0, 0] for n in range((last - first).days + 1)}
+    rows = session.execute(
+        select(PointsEntry.business_date, PointsEntry.kind, func.sum(PointsEntry.delta))
+        .where(PointsEntry.business_date >= first, PointsEntry.business_date <= last)
+        .group_by(PointsEntry.business_date, PointsEntry.kind)
+    )
+    for day, kind, total in rows:
+        total = int(total or 0)
+        issued_spent_expired = totals[day]
+        if kind is PointsEntryKind.EXPIRY:
+            issued_spent_expired[2] -= total
+        elif kind is PointsEntryKind.REDEMPTION:
+            issued_spent_expired[1] -= total
+        elif total > 0 and kind not in (PointsEntryKind.REFUND, PointsEntryKind.ADJUSTMENT):
+            issued_spent_expired[0] += total
+    return [PointsFlow(day, *figures) for day, figures in totals.items()]
+
+
+@dataclass(frozen=True)
+class CouponFlow:
+    business_date: date
+    issued: int  # coupons members received that day, in the whole mall (a coupon has no store)
+    used: int  # redeemed that day (less the undone), at `store_id` or in the whole mall
+
+
+def coupon_flows(session: Session, first: date, last: date, store_id: int) -> list[CouponFlow]:
+    """Coupons issued and used per day from the daily snapshots (days not yet computed are absent):
+    issued is always the whole mall's, used is the chosen store's (or the mall's for MALL_WIDE)."""
+    rows = session.execute(
+        select(KpiDaily.business_date, KpiDaily.store_id, KpiDaily.coupons_issued, KpiDaily.coupons_used)
+        .where(
+            KpiDaily.business_date >= first,
+            KpiDaily.business_date <= last,
+            KpiDaily.store_id.in_({MALL_WIDE, store_id}),
+        )
+        .order_by(KpiDaily.business_date)
+    )
+    issued: dict[date, int] = {}
+    used: dict[date, int] = {}
+    for day, row_store_id, coupons_issued, coupons_used in rows:
+        if row_store_id == MALL_WIDE:
+            issued[day] = coupons_issued
+        if row_store_id == store_id:
+            used[day] = coupons_used
+    return [CouponFlow(day, issued.get(day, 0), used[day]) for day in sorted(used)]
+
+
+@dataclass(frozen=True)
+class Distributions:
+    """Members by tier (in rank order) and by RFM segment, as (Chinese name, count), on `as_of`."""
+
+    as_of: date
+    tiers: list[tuple[str, int]]
+    segments: list[tuple[str, int]]
+
+
+def latest_distributions(session: Session, first: date, last: date) -> Distributions | None:
+    """The most recent tier and segment distributions taken between `first` and `last`. They are
+    the whole mall's: taken once a day, on the mall-wide snapshot of the day they were computed."""
+    taken = session.execute(
+        select(KpiDaily.business_date, KpiDaily.tier_distribution, KpiDaily.segment_distribution)
+        .where(
+            KpiDaily.store_id == MALL_WIDE,
+            KpiDaily.business_date >= first,
+            KpiDaily.business_date <= last,
+            KpiDaily.tier_distribution.is_not(None),
+        )
+        .order_by(KpiDaily.business_date.desc())
+    )
+    # JSON null passes IS NOT NULL on some databases; the first real distribution wins.
+    latest = next((row for row in taken if row.tier_distribution), None)
+    if latest is None:
+        return None
+    tier_names = dict(session.execute(select(Tier.code, Tier.name).order_by(Tier.rank)).all())
+    by_tier = latest.tier_distribution
+    tiers = [(name, int(by_tier.get(code, 0))) for code, name in tier_names.items()]
+    tiers += [(code, int(count)) for code, count in by_tier.items() if code not in tier_names]
+    by_segment = latest.segment_distribution or {}
+    segments = [
+        (RFM_SEGMENT_NAMES[segment], int(by_segment[segment.value]))
+        for segment in RfmSegment
+        if segment.value in by_segment
+    ]
+    return Distributions(latest.business_date, tiers, segments)

@@ -1,16 +1,54 @@
-// The dashboard's trend chart; the data comes embedded in the page as JSON.
+// The dashboard's charts; their data comes embedded in the page as JSON, keyed by chart
+// (each container says which one it holds in data-chart).
 (function () {
-  var holder = document.getElementById("trend-chart");
-  if (!holder || typeof echarts === "undefined") return;
-  var data = JSON.parse(document.getElementById("trend-data").textContent);
-  var chart = echarts.init(holder);
-  chart.setOption({
-    tooltip: { trigger: "axis" },
-    legend: { data: data.series.map(function (s) { return s.name; }) },
-    grid: { left: 48, right: 24, top: 40, bottom: 32 },
-    xAxis: { type: "category", data: data.dates },
-    yAxis: { type: "value" },
-    series: data.series.map(function (s) { return { name: s.name, type: "line", smooth: true, data: s.data }; })
+  if (typeof echarts === "undefined") return;
+  var data = JSON.parse(document.getElementById("dashboard-data").textContent);
+  var axisGrid = { left: 56, right: 24, top: 40, bottom: 32 };
+
+  function lines(d, kind) {
+    return {
+      tooltip: { trigger: "axis" },
+      legend: { data: d.series.map(function (s) { return s.name; }) },
+      grid: axisGrid,
+      xAxis: { type: "category", data: d.dates },
+      yAxis: { type: "value", minInterval: 1 },
+      series: d.series.map(function (s) {
+        return { name: s.name, type: kind, smooth: kind === "line", data: s.data };
+      })
+    };
+  }
+
+  var options = {
+    trend: function (d) { return lines(d, "line"); },
+    points: function (d) { return lines(d, "bar"); },
+    coupons: function (d) { return lines(d, "line"); },
+    tiers: function (d) {
+      return {
+        tooltip: { trigger: "item", formatter: "{b}：{c} 人（{d}%）" },
+        legend: { bottom: 0 },
+        series: [{ type: "pie", radius: ["35%", "65%"], data: d, label: { formatter: "{b}\n{c}" } }]
+      };
+    },
+    segments: function (d) {
+      return {
+        tooltip: { trigger: "axis" },
+        grid: { left: 88, right: 32, top: 16, bottom: 24 },
+        xAxis: { type: "value", minInterval: 1 },
+        yAxis: { type: "category", inverse: true, data: d.map(function (s) { return s.name; }) },
+        series: [{ type: "bar", name: "会员数", data: d.map(function (s) { return s.value; }) }]
+      };
+    }
+  };
+
+  var charts = [];
+  document.querySelectorAll("[data-chart]").forEach(function (holder) {
+    var key = holder.getAttribute("data-chart");
+    if (!data[key] || !options[key]) return;
+    var chart = echarts.init(holder);
+    chart.setOption(options[key](data[key]));
+    charts.push(chart);
   });
-  window.addEventListener("resize", function () { chart.resize(); });
+  window.addEventListener("resize", function () {
+    charts.forEach(function (chart) { chart.resize(); });
+  });
 })();
