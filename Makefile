@@ -6,8 +6,10 @@ DEPS   := $(VENV)/.deps-installed
 # The console's browser assets, from the npm registry (versions pinned in package-lock.json), never a CDN.
 VENDOR  := app/console/static/vendor
 ASSETS  := $(VENDOR)/.installed
+# Debian's Chromium, which the browser tests (tests/browser/) drive; never Playwright's own download.
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test test-mariadb lint format seed migrate bench clean
+.PHONY: run test test-mariadb lint format seed migrate bench clean chromium screenshots
 
 $(DEPS): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,12 +26,27 @@ run: $(DEPS) $(ASSETS)
 	$(BIN)/python scripts/dev_server.py
 
 ## test: the whole suite (SQLite by default; set DATABASE_URL for MySQL/MariaDB)
-test: $(DEPS) $(ASSETS)
+test: $(DEPS) $(ASSETS) chromium
 	$(BIN)/python -m pytest
 
 ## test-mariadb: the suite again on a fresh MariaDB database (what .ci/run does second)
-test-mariadb: $(DEPS) $(ASSETS)
+test-mariadb: $(DEPS) $(ASSETS) chromium
 	.ci/run --mariadb-only
+
+# Installs Chromium with apt-get when it is missing and we can (root); otherwise the browser tests skip.
+chromium:
+	@test -x $(CHROMIUM) && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y --no-install-recommends chromium \
+	    || { apt-get update && apt-get install -y --no-install-recommends chromium; } \
+	    || echo "could not install chromium: the browser tests will be skipped"; \
+	else echo "no $(CHROMIUM) and apt-get is not usable here: the browser tests will be skipped"; fi
+
+## screenshots: the console's main pages with the demo mall, as PNGs in docs/screenshots/
+screenshots: $(DEPS) $(ASSETS) chromium
+	@fc-list :lang=zh family | grep -q . || { [ "$$(id -u)" = 0 ] && apt-get install -y fonts-noto-cjk; } \
+	  || echo "no Chinese fonts (apt-get install fonts-noto-cjk): the text will render as boxes"
+	$(BIN)/python scripts/screenshots.py
 
 lint: $(DEPS)
 	$(BIN)/ruff check .
