@@ -32,8 +32,6 @@ from app.models import OperatorRole
 from tests import factories
 from tests.app.console.console_flows import PASSWORD
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
 # Debian's package; `make test` installs it with apt-get where it can. CHROMIUM points elsewhere.
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 TIMEOUT_MS = 10_000
@@ -66,7 +64,11 @@ def browser() -> Iterator[Any]:
             f"browser tests skipped: no Chromium at {CHROMIUM} (`make test` installs it with "
             "`apt-get install -y chromium` when run as root; or set CHROMIUM=/path/to/chromium)"
         )
-    with playwright_api.sync_playwright() as playwright:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("browser tests skipped: playwright is not installed (requirements-dev.txt)")
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
             yield browser
