@@ -13,20 +13,38 @@
       xAxis: { type: "category", data: d.dates },
       yAxis: { type: "value", minInterval: 1 },
       series: d.series.map(function (s) {
-        return { name: s.name, type: kind, smooth: kind === "line", data: s.data };
+        return { name: s.name, type: kind, data: s.data };
       })
     };
   }
 
   var options = {
-    trend: function (d) { return lines(d, "line"); },
+    trend: function (d) {
+      // Totals in the hundreds of thousands would flatten the daily sign-ups: each gets its own axis.
+      var option = lines(d, "line");
+      option.grid = { left: 64, right: 56, top: 40, bottom: 32 };
+      option.yAxis = [
+        { type: "value", name: d.series[0].name, minInterval: 1 },
+        { type: "value", name: d.series[1].name, minInterval: 1, splitLine: { show: false } }
+      ];
+      option.series[1].yAxisIndex = 1;
+      return option;
+    },
     points: function (d) { return lines(d, "bar"); },
     coupons: function (d) { return lines(d, "line"); },
     tiers: function (d) {
       return {
         tooltip: { trigger: "item", formatter: "{b}：{c} 人（{d}%）" },
         legend: { bottom: 0 },
-        series: [{ type: "pie", radius: ["35%", "65%"], data: d, label: { formatter: "{b}\n{c}" } }]
+        series: [{
+          type: "pie",
+          radius: ["35%", "65%"],
+          label: { formatter: "{b}\n{c}" },
+          // Empty tiers stay in the legend but get no label of their own.
+          data: d.map(function (tier) {
+            return tier.value ? tier : { name: tier.name, value: 0, label: { show: false }, labelLine: { show: false } };
+          })
+        }]
       };
     },
     segments: function (d) {
