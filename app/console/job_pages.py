@@ -79,7 +79,9 @@ def _line(run: JobRun, tz: ZoneInfo) -> RunLine:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "不到 1 秒"
     if seconds < 60:
-        return f"{seconds:.1f} 秒"
+        return f"{int(seconds)} 秒"
     minutes, rest = divmod(int(seconds), 60)
     return f"{minutes} 分 {rest} 秒"

@@ -824,7 +824,7 @@ def test_job_runs_show_duration_outcome_counts_and_errors_filtered_by_job(
     session.add_all(
         [
             JobRun(job="send-outbox", runner="host:1:1", started_at=started,
-                   finished_at=started + timedelta(seconds=2.5), outcome="发送 3 条",
+                   finished_at=started + timedelta(seconds=42), outcome="发送 3 条",
                    counts={"sent": 3, "dead": 0}),
             JobRun(job="generate-tasks", runner="cli", started_at=started + timedelta(minutes=1),
                    finished_at=started + timedelta(minutes=3, seconds=5), error="OperationalError: gone"),
@@ -839,7 +839,7 @@ def test_job_runs_show_duration_outcome_counts_and_errors_filtered_by_job(
     bad = client.get("/console/jobs?job=nonsense")
 
     assert len(re.findall(r"<tr data-run=", html)) == 3
-    assert "2.5 秒" in html and "2 分 5 秒" in html and "运行中" in html
+    assert "42 秒" in html and "2 分 5 秒" in html and "运行中" in html
     assert "sent 3，dead 0" in html and "OperationalError: gone" in html
     with app.app_context():
         local = started.astimezone(extensions().mall_tz).strftime("%m-%d %H:%M:%S")
