@@ -30,7 +30,7 @@ from app.models import (
 )
 from app.services import audit
 from tests import factories
-from tests.app.console.console_flows import PASSWORD, csrf_of, log_in, signed_in
+from tests.app.console.console_flows import PASSWORD, log_in, signed_in
 
 ADMIN, MARKETING = OperatorRole.ADMIN, OperatorRole.MARKETING
 STORE_MANAGER, AUDITOR = OperatorRole.STORE_MANAGER, OperatorRole.AUDITOR
@@ -847,11 +847,3 @@ def test_job_runs_show_duration_outcome_counts_and_errors_filtered_by_job(
     assert len(re.findall(r"<tr data-run=", only)) == 1 and "发送 3 条" in only
     assert bad.status_code == 422 and "任务：可选值" in bad.get_data(as_text=True)
     assert "当前没有调度进程" in html
-
-
-def test_the_new_scene_form_token_is_the_sessions(
-    client: FlaskClient, session: Session, mall: dict[str, Any]
-) -> None:
-    token = sign_in(client, session, ADMIN, mall)
-
-    assert csrf_of(client.get("/console/scenes").get_data(as_text=True)) == token
