@@ -14,11 +14,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.extensions import extensions
+from app.extensions import extensions, mall_time
 from app.models import (
     AdvisorAssignment,
+    AdvisorTask,
     AuditEvent,
     JobRun,
+    LifecycleStage,
     Member,
     Operator,
     OperatorRole,
@@ -27,6 +29,10 @@ from app.models import (
     Staff,
     StaffRole,
     Store,
+    TaskRule,
+    TaskStatus,
+    TaskTrigger,
+    TaskType,
 )
 from app.services import audit
 from tests import factories
@@ -623,6 +629,48 @@ def test_the_leaderboard_sorts_by_the_chosen_figure(
     assert "转移导购的会员" not in html  # marketing reads only
     bad = client.get("/console/advisors?sort=nonsense&from=2026-11-10&to=2026-11-01")
     assert bad.status_code == 422 and "排序：可选值" in bad.get_data(as_text=True)
+
+
+def test_the_leaderboard_ranks_by_task_completion_by_default(
+    client: FlaskClient, session: Session, mall: dict[str, Any]
+) -> None:
+    rule = TaskRule(
+        name="唤醒", trigger_kind=TaskTrigger.LIFECYCLE, from_stage=LifecycleStage.ACTIVE,
+        to_stage=LifecycleStage.DORMANT, task_type=TaskType.WIN_BACK_DORMANT, message_template="您好",
+        priority=1, cool_down_days=30, due_in_days=3,
+    )  # fmt: skip
+    session.add(rule)
+    session.flush()
+    theirs = factories.create_member(
+        session, mall["vault"], "13900000002", mall["tier"], advisor_id=mall["other"]
+    )
+    with client.application.app_context():
+        today = mall_time().today
+    done_at = datetime.now(UTC)
+
+    def task(member_id: int, advisor_id: int, done: bool) -> AdvisorTask:
+        return AdvisorTask(
+            business_date=today, member_id=member_id, advisor_id=advisor_id, rule_id=rule.id,
+            task_type=TaskType.WIN_BACK_DORMANT, priority=1, trigger_kind=TaskTrigger.LIFECYCLE,
+            trigger_value="active>dormant", due_date=today + timedelta(days=3),
+            status=TaskStatus.DONE if done else TaskStatus.OPEN, completed_at=done_at if done else None,
+        )  # fmt: skip
+
+    session.add_all(
+        [
+            task(mall["members"][0], mall["advisor"], True),
+            task(mall["members"][1], mall["advisor"], False),
+            task(theirs.id, mall["other"], True),
+        ]
+    )
+    session.commit()
+    sign_in(client, session, ADMIN, mall)
+
+    html = client.get("/console/advisors").get_data(as_text=True)
+
+    ranked = re.findall(r'<tr data-advisor="(\d+)">', html)
+    assert ranked == [str(mall["other"]), str(mall["advisor"]), str(mall["colleague"])]
+    assert "100.0%" in html and "50.0%" in html and "1 / 2" in html
 
 
 # QR scenes
