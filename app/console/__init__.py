@@ -35,7 +35,15 @@ def register_admin_api(api: Api) -> None:
 
 
 def register_console_pages(app: Flask) -> None:
-    from app.console import dashboard_views  # noqa: F401  (its routes are on the console blueprint)
+    # Their routes are on the console blueprint.
+    from app.console import (  # noqa: F401
+        advisor_pages,
+        audit_pages,
+        dashboard_views,
+        job_pages,
+        org_pages,
+        scene_pages,
+    )
     from app.console.pages import bp
 
     app.register_blueprint(bp)

@@ -176,5 +176,9 @@ def operators() -> str:
         rows = list(session.scalars(select(Operator).order_by(Operator.username)))
         store_names = {store_id: name for store_id, name in session.execute(select(Store.id, Store.name))}
     return render_template(
-        "console/operators.html", operators=rows, store_names=store_names, role_labels=ROLE_LABELS
+        "console/operators.html",
+        operators=rows,
+        store_names=store_names,
+        role_labels=ROLE_LABELS,
+        saved=request.args.get("saved"),
     )

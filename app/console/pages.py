@@ -30,6 +30,7 @@ from app.services import audit, authentication
 F = TypeVar("F", bound=Callable[..., Any])
 
 ALL_ROLES = tuple(OperatorRole)
+ALL_BUT_MARKETING = tuple(role for role in OperatorRole if role != OperatorRole.MARKETING)
 VENDOR_DIR = Path(__file__).parent / "static" / "vendor"
 
 bp = Blueprint(
@@ -65,6 +66,21 @@ class NavItem:
 NAV = (
     NavItem("数据看板", "console.dashboard", ALL_ROLES),
     NavItem("运营账号", "console.operators", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
+    # org slice: stores, staff, advisors, QR scenes, audit log, job runs
+    NavItem("门店", "console.stores", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
+    NavItem(
+        "员工", "console.staff_list", (OperatorRole.ADMIN, OperatorRole.AUDITOR, OperatorRole.STORE_MANAGER)
+    ),
+    NavItem(
+        "导购", "console.advisors", (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.STORE_MANAGER)
+    ),
+    NavItem(
+        "注册二维码",
+        "console.scenes",
+        (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.STORE_MANAGER),
+    ),
+    NavItem("操作日志", "console.audit_log", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
+    NavItem("定时任务", "console.job_runs", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
 )
 
 ROLE_LABELS = {

@@ -52,5 +52,6 @@ def qr_scene_image(scene_id: int) -> Response:
     with transaction() as session:
         scene = scenes.get_scene(session, scene_id)
     ext = extensions()
-    image = ext.wechat.get_unlimited_wxa_code(scene.scene, ext.config.WECHAT_SIGNUP_PAGE)
-    return Response(image, mimetype="image/png")
+    return Response(
+        scenes.signup_code_png(ext.wechat, scene, ext.config.WECHAT_SIGNUP_PAGE), mimetype="image/png"
+    )

@@ -27,6 +27,7 @@ from app.models import (
     QrScene,
     Staff,
     StaffRole,
+    Store,
     WeChatAccount,
 )
 from app.services import tasks
@@ -344,6 +345,41 @@ def store_pool(session: Session, staff: Staff, *, after_member_id: int, limit: i
         .limit(limit)
     ).all()
     return [PoolMember(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class PoolSize:
+    store_id: int
+    store_name: str
+    members: int
+
+
+def pool_sizes(session: Session, *, store_id: int | None = None) -> list[PoolSize]:
+    """How many members wait in each store's pool (signed up there, no advisor), by store code; every
+    store is listed, or only `store_id`. One grouped query."""
+    waiting = (
+        select(QrScene.store_id, func.count(Member.id).label("members"))
+        .join(Member, Member.signup_scene_id == QrScene.id)
+        .where(Member.advisor_id.is_(None), QrScene.store_id.is_not(None))
+        .group_by(QrScene.store_id)
+        .subquery()
+    )
+    query = (
+        select(Store.id, Store.name, func.coalesce(waiting.c.members, 0))
+        .outerjoin(waiting, waiting.c.store_id == Store.id)
+        .order_by(Store.code)
+    )
+    if store_id is not None:
+        query = query.where(Store.id == store_id)
+    return [PoolSize(*row) for row in session.execute(query)]
+
+
+def list_advisors(session: Session, *, store_id: int | None = None) -> list[Staff]:
+    """Advisors, active or not (a leaving advisor's members still need moving), of one store or all."""
+    query = select(Staff).where(Staff.role == StaffRole.ADVISOR).order_by(Staff.store_id, Staff.name)
+    if store_id is not None:
+        query = query.where(Staff.store_id == store_id)
+    return list(session.scalars(query))
 
 
 def claim_member(session: Session, staff: Staff, member_id: int, *, at: datetime) -> None:

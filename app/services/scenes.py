@@ -5,10 +5,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound, ValidationFailed
+from app.integrations.wechat_client import MiniProgramClient
 from app.models import SCENE_MAX_LENGTH, Member, QrScene, SceneKind, Staff, StaffRole, Store
 
 _PREFIX = {
@@ -65,8 +66,38 @@ def get_scene(session: Session, scene_id: int) -> QrScene:
     return scene
 
 
-def list_scenes(session: Session, *, offset: int, limit: int) -> list[QrScene]:
-    return list(session.scalars(select(QrScene).order_by(QrScene.id.desc()).offset(offset).limit(limit)))
+def list_scenes(session: Session, *, offset: int, limit: int, store_id: int | None = None) -> list[QrScene]:
+    """Scenes, newest first; with `store_id`, that store's only."""
+    query = select(QrScene).order_by(QrScene.id.desc()).offset(offset).limit(limit)
+    if store_id is not None:
+        query = query.where(QrScene.store_id == store_id)
+    return list(session.scalars(query))
+
+
+def count_scenes(session: Session, *, store_id: int | None = None) -> int:
+    query = select(func.count()).select_from(QrScene)
+    if store_id is not None:
+        query = query.where(QrScene.store_id == store_id)
+    return session.scalar(query) or 0
+
+
+def signup_counts(session: Session, scene_ids: list[int]) -> dict[int, int]:
+    """scene id → members who signed up through it, for the scenes given (one grouped query)."""
+    if not scene_ids:
+        return {}
+    rows = session.execute(
+        select(Member.signup_scene_id, func.count())
+        .where(Member.signup_scene_id.in_(scene_ids))
+        .group_by(Member.signup_scene_id)
+    )
+    counts = {scene_id: 0 for scene_id in scene_ids}
+    counts.update({scene_id: count for scene_id, count in rows if scene_id is not None})
+    return counts
+
+
+def signup_code_png(wechat: MiniProgramClient, scene: QrScene, signup_page: str) -> bytes:
+    """The scene's mini-program code (WeChat getwxacodeunlimit), opening the sign-up page."""
+    return wechat.get_unlimited_wxa_code(scene.scene, signup_page)
 
 
 def _advisor(session: Session, userid: str | None) -> Staff:
