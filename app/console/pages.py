@@ -65,6 +65,9 @@ class NavItem:
 NAV = (
     NavItem("数据看板", "console.dashboard", ALL_ROLES),
     NavItem("运营账号", "console.operators", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
+    NavItem(
+        "规则配置", "console.rules_index", (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)
+    ),
 )
 
 ROLE_LABELS = {
