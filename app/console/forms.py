@@ -5,8 +5,8 @@ so a page re-renders its form with the message beside the field it is about.
     try:
         args = load_form(EarningRateIn(), request.form, yuan_fields=("spend_unit_fen",))
         ...service call...
-    except FORM_ERRORS as error:
-        failure = form_failure(error)   # .errors (field → message), .message, .status
+    except DomainError as error:
+        failure = form_failure(error)   # .errors (field → message), .message, .status; re-raises 403/404
         return render_template(..., errors=failure.errors, message=failure.message), failure.status
 
 Templates: the `yuan` filter shows fen as "¥1,234.50", `mall_datetime` an instant on the mall's
@@ -24,7 +24,7 @@ from typing import Any
 import marshmallow as ma
 
 from app.console.pages import bp
-from app.errors import Conflict, DomainError, ValidationFailed, field_messages_in_chinese
+from app.errors import DomainError, field_messages_in_chinese
 from app.extensions import mall_time
 
 TRUE_WORDS = frozenset({"1", "true", "on", "yes"})
@@ -41,8 +41,9 @@ class FormInvalid(DomainError):
         self.errors = errors
 
 
-# What a form view catches to re-render its form; anything else (404, 403) is the console's error page.
-FORM_ERRORS = (FormInvalid, ValidationFailed, Conflict)
+# The refusals a form shows itself (bad input, a conflict with the current state); others (403, 404)
+# are the console's error page.
+FORM_STATUSES = frozenset({400, 409, 422})
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,24 @@ class FormFailure:
 
 
 def form_failure(error: DomainError) -> FormFailure:
-    """How a form shows a refused submission: field errors beside their fields, the rest on top."""
+    """How a form shows a refused submission: field errors beside their fields, the rest on top.
+    Re-raises an error that is not about the form (403, 404: the console's error page)."""
+    if error.status not in FORM_STATUSES:
+        raise error
     if isinstance(error, FormInvalid):
         return FormFailure(error.errors, error.message, error.status)
-    if isinstance(error, ValidationFailed) and isinstance(error.details, dict):
+    if _are_field_messages(error.details):
+        # A service's per-field refusal (ValidationFailed and the like): {"field": ["message"]}.
         return FormFailure(field_errors(error.details), CHECK_THE_FIELDS, error.status)
     return FormFailure({}, error.message, error.status)
+
+
+def _are_field_messages(details: Any) -> bool:
+    return (
+        isinstance(details, dict)
+        and bool(details)
+        and all(isinstance(value, list | dict) for value in details.values())
+    )
 
 
 def field_errors(messages: Mapping[Any, Any]) -> dict[str, str]:

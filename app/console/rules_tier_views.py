@@ -11,7 +11,7 @@ from flask import redirect, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from app.console.forms import FORM_ERRORS, FormInvalid, form_failure, load_form, parse_yuan, yuan_text
+from app.console.forms import FormInvalid, form_failure, load_form, parse_yuan, yuan_text
 from app.console.pages import audit_console_action, bp, console_operator, console_page
 from app.console.parking_schemas import ParkingRulesIn
 from app.console.points_schemas import AdminTierIn
@@ -27,7 +27,7 @@ from app.console.rules_views import (
     submitted,
 )
 from app.db import run_transaction, transaction
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, DomainError, NotFound
 from app.extensions import mall_time
 from app.models import Tier
 from app.services import audit, parking, points_rules, tiers
@@ -64,7 +64,7 @@ def _tier_form(tier_id: int | None) -> Response | tuple[str, int]:
         if tier_id and tier is None:
             raise NotFound("会员等级不存在")
         templates = coupon_template_options(session)
-    context = {"tier": tier, "coupon_templates": templates}
+    context: dict[str, Any] = {"tier": tier, "coupon_templates": templates}
     if request.method == "GET":
         values = form_values(tier, TIER_FIELDS, TIER_YUAN_FIELDS)
         if tier is None:
@@ -72,11 +72,11 @@ def _tier_form(tier_id: int | None) -> Response | tuple[str, int]:
             values["free_parking_minutes_per_day"] = "0"
         return render_rules("tier_form.html", values=values, **context)
     try:
-        values = points_rules.TierValues(
+        tier_values = points_rules.TierValues(
             **load_form(AdminTierIn(), request.form, yuan_fields=TIER_YUAN_FIELDS)
         )
-        run_transaction(lambda session: _save_tier(session, tier_id, values))
-    except FORM_ERRORS as error:
+        run_transaction(lambda session: _save_tier(session, tier_id, tier_values))
+    except DomainError as error:
         failure = form_failure(error)
         return render_rules(
             "tier_form.html",
@@ -195,7 +195,7 @@ def rules_parking() -> Response | tuple[str, int]:
     with transaction() as session:
         rules = parking.parking_rules(session)
         tier_list = tiers.tiers_by_rank(session)
-    context = {"rules": rules, "tiers": tier_list}
+    context: dict[str, Any] = {"rules": rules, "tiers": tier_list}
     if request.method == "GET":
         values = form_values(rules, PARKING_FIELDS[:3], PARKING_YUAN_FIELDS)
         return render_rules("parking.html", values=values, spending=_spending_rows(rules), **context)
@@ -211,18 +211,18 @@ def rules_parking() -> Response | tuple[str, int]:
             raise FormInvalid({**_renumbered(error.errors, origin), **spending_errors}) from error
         if spending_errors:
             raise FormInvalid(spending_errors)
-        values = parking.RulesValues(**args)
+        rules_values = parking.RulesValues(**args)
 
         def work(session: Session) -> None:
             before = snapshot(parking.parking_rules(session), PARKING_FIELDS)
-            saved = parking.save_rules(session, values, operator_id=operator_id, at=at)
+            saved = parking.save_rules(session, rules_values, operator_id=operator_id, at=at)
             after = snapshot(saved, PARKING_FIELDS)
             audit_console_action(
                 session, "parking_rules.update", "parking_rules", saved.id, audit.changes(before, after)
             )
 
         run_transaction(work)
-    except FORM_ERRORS as error:
+    except DomainError as error:
         failure = form_failure(error)
         return render_rules(
             "parking.html",

@@ -20,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from app.console.forms import FORM_ERRORS, form_failure, load_form, yuan_text
+from app.console.forms import form_failure, load_form, yuan_text
 from app.console.pages import audit_console_action, bp, console_operator, console_page
 from app.console.points_schemas import CheckInBonusIn, EarningRateIn, PointsPromotionIn, PointsSettingsIn
 from app.db import run_transaction, transaction
-from app.errors import NotFound
+from app.errors import DomainError, NotFound
 from app.extensions import mall_time
 from app.models import (
     CheckInStreakBonus,
@@ -106,7 +106,7 @@ def can_edit() -> bool:
     return console_operator().role in EDITORS
 
 
-def render_rules(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
+def render_rules(template: str, status: int = 200, /, **context: Any) -> tuple[str, int]:
     context.setdefault("errors", {})
     context.setdefault("message", None)
     page = render_template(
@@ -235,7 +235,7 @@ def _settings_page(
             )
 
         run_transaction(work)
-    except FORM_ERRORS as error:
+    except DomainError as error:
         failure = form_failure(error)
         return render_rules(
             template,
@@ -294,7 +294,7 @@ def create_check_in_bonus() -> Response | tuple[str, int]:
             audit_console_action(session, "check_in_bonus.create", "check_in_bonus", bonus.id, created(after))
 
         run_transaction(work)
-    except FORM_ERRORS as error:
+    except DomainError as error:
         failure = form_failure(error)
         with transaction() as session:
             settings = points.points_settings(session)
@@ -347,16 +347,20 @@ def _earning_rate_form(rate_id: int | None) -> Response | tuple[str, int]:
     with transaction() as session:
         rate = _get_or_404(session, EarningRate, rate_id, "积分规则不存在") if rate_id else None
         categories = _store_categories(session)
-    context = {"rate": rate, "categories": categories, "any_category_label": ANY_CATEGORY_LABEL}
+    context: dict[str, Any] = {
+        "rate": rate,
+        "categories": categories,
+        "any_category_label": ANY_CATEGORY_LABEL,
+    }
     if request.method == "GET":
         values = form_values(rate, RATE_FIELDS, RATE_YUAN_FIELDS)
         return render_rules("earning_rate_form.html", values=values, **context)
     try:
-        values = points_rules.EarningRateValues(
+        rate_values = points_rules.EarningRateValues(
             **load_form(EarningRateIn(), request.form, yuan_fields=RATE_YUAN_FIELDS)
         )
-        run_transaction(lambda session: _save_earning_rate(session, rate_id, values))
-    except FORM_ERRORS as error:
+        run_transaction(lambda session: _save_earning_rate(session, rate_id, rate_values))
+    except DomainError as error:
         failure = form_failure(error)
         return render_rules(
             "earning_rate_form.html",
@@ -437,7 +441,7 @@ def _promotion_form(promotion_id: int | None) -> Response | tuple[str, int]:
             _get_or_404(session, PointsPromotion, promotion_id, "积分活动不存在") if promotion_id else None
         )
         categories = _store_categories(session)
-    context = {"promotion": promotion, "categories": categories}
+    context: dict[str, Any] = {"promotion": promotion, "categories": categories}
     if request.method == "GET":
         values = form_values(promotion, PROMOTION_FIELDS)
         if promotion is None:
@@ -445,9 +449,9 @@ def _promotion_form(promotion_id: int | None) -> Response | tuple[str, int]:
             values["multiplier_percent"] = "200"
         return render_rules("promotion_form.html", values=values, **context)
     try:
-        values = points_rules.PromotionValues(**load_form(PointsPromotionIn(), request.form))
-        run_transaction(lambda session: _save_promotion(session, promotion_id, values))
-    except FORM_ERRORS as error:
+        promotion_values = points_rules.PromotionValues(**load_form(PointsPromotionIn(), request.form))
+        run_transaction(lambda session: _save_promotion(session, promotion_id, promotion_values))
+    except DomainError as error:
         failure = form_failure(error)
         return render_rules(
             "promotion_form.html",
