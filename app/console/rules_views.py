@@ -168,8 +168,9 @@ def coupon_template_options(session: Session) -> list[tuple[str, str]]:
     return [("", "不发放")] + [(str(template_id), f"{name}（#{template_id}）") for template_id, name in rows]
 
 
-def _get_or_404(session: Session, model: type[T], row_id: int, message: str) -> T:
-    row = session.get(model, row_id)
+def _get_or_404(session: Session, model: type[T], row_id: int, message: str, *, lock: bool = False) -> T:
+    """The row; `lock` before a change, so that its "before" in the audit is what the change replaced."""
+    row = session.get(model, row_id, with_for_update=lock)
     if row is None:
         raise NotFound(message)
     return row
@@ -316,7 +317,7 @@ def create_check_in_bonus() -> Response | tuple[str, int]:
 @console_page(*EDITORS)
 def delete_check_in_bonus(bonus_id: int) -> Response:
     def work(session: Session) -> None:
-        bonus = _get_or_404(session, CheckInStreakBonus, bonus_id, "连续签到奖励不存在")
+        bonus = _get_or_404(session, CheckInStreakBonus, bonus_id, "连续签到奖励不存在", lock=True)
         before = snapshot(bonus, BONUS_FIELDS)
         points_rules.delete_check_in_bonus(session, bonus_id)
         audit_console_action(session, "check_in_bonus.delete", "check_in_bonus", bonus_id, deleted(before))
@@ -380,7 +381,7 @@ def _save_earning_rate(session: Session, rate_id: int | None, values: points_rul
             session, "earning_rate.create", "earning_rate", rate.id, created(snapshot(rate, RATE_FIELDS))
         )
         return
-    before = snapshot(_get_or_404(session, EarningRate, rate_id, "积分规则不存在"), RATE_FIELDS)
+    before = snapshot(_get_or_404(session, EarningRate, rate_id, "积分规则不存在", lock=True), RATE_FIELDS)
     rate = points_rules.update_earning_rate(session, rate_id, values)
     after = snapshot(rate, RATE_FIELDS)
     audit_console_action(
@@ -404,7 +405,9 @@ def edit_earning_rate(rate_id: int) -> Response | tuple[str, int]:
 @console_page(*EDITORS)
 def delete_earning_rate(rate_id: int) -> Response:
     def work(session: Session) -> None:
-        before = snapshot(_get_or_404(session, EarningRate, rate_id, "积分规则不存在"), RATE_FIELDS)
+        before = snapshot(
+            _get_or_404(session, EarningRate, rate_id, "积分规则不存在", lock=True), RATE_FIELDS
+        )
         points_rules.delete_earning_rate(session, rate_id)
         audit_console_action(session, "earning_rate.delete", "earning_rate", rate_id, deleted(before))
 
@@ -472,7 +475,9 @@ def _save_promotion(session: Session, promotion_id: int | None, values: points_r
             session, "points_promotion.create", "points_promotion", promotion.id, created(after)
         )
         return
-    before = snapshot(_get_or_404(session, PointsPromotion, promotion_id, "积分活动不存在"), PROMOTION_FIELDS)
+    before = snapshot(
+        _get_or_404(session, PointsPromotion, promotion_id, "积分活动不存在", lock=True), PROMOTION_FIELDS
+    )
     promotion = points_rules.update_promotion(session, promotion_id, values)
     after = snapshot(promotion, PROMOTION_FIELDS)
     audit_console_action(
@@ -499,9 +504,9 @@ def set_promotion_active(promotion_id: int) -> Response:
     active = request.form.get("is_active") == "1"
 
     def work(session: Session) -> None:
-        promotion = _get_or_404(session, PointsPromotion, promotion_id, "积分活动不存在")
+        promotion = _get_or_404(session, PointsPromotion, promotion_id, "积分活动不存在", lock=True)
         before = snapshot(promotion, PROMOTION_FIELDS)
-        values = points_rules.PromotionValues(**{**before_values(promotion), "is_active": active})
+        values = points_rules.PromotionValues(**{**_terms(promotion), "is_active": active})
         after = snapshot(points_rules.update_promotion(session, promotion_id, values), PROMOTION_FIELDS)
         action = "points_promotion.activate" if active else "points_promotion.deactivate"
         audit_console_action(session, action, "points_promotion", promotion_id, audit.changes(before, after))
@@ -510,7 +515,7 @@ def set_promotion_active(promotion_id: int) -> Response:
     return redirect(url_for("console.rules_promotions", saved=1))
 
 
-def before_values(promotion: PointsPromotion) -> dict[str, Any]:
+def _terms(promotion: PointsPromotion) -> dict[str, Any]:
     return {name: getattr(promotion, name) for name in PROMOTION_FIELDS}
 
 
@@ -518,7 +523,7 @@ def before_values(promotion: PointsPromotion) -> dict[str, Any]:
 @console_page(*EDITORS)
 def delete_promotion(promotion_id: int) -> Response:
     def work(session: Session) -> None:
-        promotion = _get_or_404(session, PointsPromotion, promotion_id, "积分活动不存在")
+        promotion = _get_or_404(session, PointsPromotion, promotion_id, "积分活动不存在", lock=True)
         before = snapshot(promotion, PROMOTION_FIELDS)
         points_rules.delete_promotion(session, promotion_id)
         audit_console_action(

@@ -627,6 +627,7 @@ def test_a_new_top_tier_is_saved_with_its_threshold_in_fen_and_audited(
 def test_a_tier_edit_takes_effect_and_is_audited(
     client: FlaskClient, session: Session, mall: dict, admin: str
 ) -> None:
+    token, _ = registered_shopper(client, "o-tier", "13500135006")
     silver = mall["tiers"]["silver"]
     minutes_before = silver.free_parking_minutes_per_day
     page = text(client.get(f"/console/rules/tiers/{silver.id}/edit"))
@@ -642,6 +643,8 @@ def test_a_tier_edit_takes_effect_and_is_audited(
 
     assert response.status_code == 302
     assert session.get_one(Tier, silver.id, populate_existing=True).free_parking_minutes_per_day == 90
+    progress = client.get("/api/mp/v1/me/tier", headers=bearer(token)).get_json()
+    assert progress["next"]["benefits"] == ["消费积分 1.2 倍", "每日免费停车 1 小时30 分钟"]
     (updated,) = audit_rows(session, "tier.update")
     assert updated.detail == {"free_parking_minutes_per_day": [minutes_before, 90]}
 
