@@ -139,8 +139,14 @@ def _spending_rows(rules: Any) -> list[dict[str, str]]:
         {"min_spend_fen": yuan_text(row["min_spend_fen"]), "free_minutes": str(row["free_minutes"])}
         for row in rules.spending_free_minutes
     ]
-    blanks = max(2, 3 - len(saved))
-    return (saved + [{"min_spend_fen": "", "free_minutes": ""}] * blanks)[:MAX_SPENDING_ROWS]
+    return _with_blank_rows(saved)
+
+
+def _with_blank_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Room to add thresholds: at least two empty rows (three rows in all), at most ten rows."""
+    filled = [row for row in rows if row["min_spend_fen"] or row["free_minutes"]]
+    blanks = max(2, 3 - len(filled))
+    return (rows + [{"min_spend_fen": "", "free_minutes": ""}] * blanks)[:MAX_SPENDING_ROWS]
 
 
 def _submitted_spending_rows() -> list[dict[str, str]]:
@@ -228,7 +234,7 @@ def rules_parking() -> Response | tuple[str, int]:
             "parking.html",
             failure.status,
             values=submitted(),
-            spending=spending,
+            spending=_with_blank_rows(spending),
             errors=failure.errors,
             message=failure.message,
             **context,

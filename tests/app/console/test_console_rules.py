@@ -24,6 +24,7 @@ from app.models import (
     CheckInStreakBonus,
     EarningRate,
     Member,
+    Operator,
     OperatorRole,
     ParkingRules,
     PointsPromotion,
@@ -154,6 +155,34 @@ def test_strangers_are_sent_to_the_login_page(client: FlaskClient, url: str) -> 
     response = client.get(url)
 
     assert response.status_code == 302 and response.headers["Location"].startswith("/console/login")
+
+
+@pytest.mark.parametrize(("url", "form"), ACTIONS[:8])
+def test_strangers_change_nothing(
+    client: FlaskClient, session: Session, mall: dict, url: str, form: dict
+) -> None:
+    response = client.post(url, data=form)
+
+    assert response.status_code == 302 and response.headers["Location"].startswith("/console/login")
+    assert settings_row(session) is None and audit_count(session) == 0
+
+
+@pytest.mark.parametrize("role", [OperatorRole.ADMIN, OperatorRole.MARKETING])
+def test_admins_and_marketing_change_the_rules_under_their_own_name(
+    client: FlaskClient, session: Session, mall: dict, role: OperatorRole
+) -> None:
+    token = signed_in(client, session, role)
+
+    response = post(
+        client, "/console/rules/referral", token, {"referrer_points": "250", "referee_points": "120"}
+    )
+
+    assert response.status_code == 302
+    row = settings_row(session)
+    assert row is not None and (row.referrer_points, row.referee_points) == (250, 120)
+    (changed,) = audit_rows(session, "referral.update")
+    assert changed.operator_id == row.updated_by_operator_id
+    assert changed.operator_id == session.scalar(select(Operator.id).where(Operator.username == role.value))
 
 
 @pytest.mark.parametrize("role", [OperatorRole.ADMIN, OperatorRole.MARKETING])
@@ -746,6 +775,7 @@ def test_invalid_parking_rules_are_shown_on_their_row_and_nothing_is_saved(
         "spending_free_minutes.2.free_minutes": "应为整数",
     }
     assert 'value="两小时"' in text(response)
+    assert 'name="spending_free_minutes.4.min_spend_fen" value=""' in text(response)  # room for one more
     assert session.get(ParkingRules, 1) is None and audit_count(session) == 0
 
 
