@@ -113,6 +113,8 @@ _FIELD_MESSAGES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^Unknown field\.$"), "不支持的字段"),
     (re.compile(r"^Not a valid string\.$"), "应为字符串"),
     (re.compile(r"^Not a valid integer\.$"), "应为整数"),
+    (re.compile(r"^Not a valid number\.$"), "应为数字"),
+    (re.compile(r"^Not a valid list\.$"), "应为列表"),
     (re.compile(r"^Not a valid boolean\.$"), "应为布尔值"),
     (re.compile(r"^Not a valid date\.$"), "日期格式应为 YYYY-MM-DD"),
     (re.compile(r"^Not a valid datetime\.$"), "时间格式无效"),
@@ -123,6 +125,7 @@ _FIELD_MESSAGES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^Shorter than minimum length (\d+)\.$"), r"长度不能少于 \1"),
     (re.compile(r"^Longer than maximum length (\d+)\.$"), r"长度不能超过 \1"),
     (re.compile(r"^Must be greater than or equal to (\d+)\.$"), r"不能小于 \1"),
+    (re.compile(r"^Must be less than or equal to (\d+)\.$"), r"不能大于 \1"),
     (
         re.compile(r"^Must be greater than or equal to (\d+) and less than or equal to (\d+)\.$"),
         r"应在 \1 到 \2 之间",
@@ -140,6 +143,11 @@ def _in_chinese(details: Any) -> Any:
             if pattern.match(details):
                 return pattern.sub(replacement, details)
     return details
+
+
+def field_messages_in_chinese(details: Any) -> Any:
+    """marshmallow's messages (nested in dicts and lists, as `ValidationError.messages`), in Chinese."""
+    return _in_chinese(details)
 
 
 def _domain_error(error: DomainError) -> ResponseReturnValue:

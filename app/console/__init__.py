@@ -35,13 +35,15 @@ def register_admin_api(api: Api) -> None:
 
 
 def register_console_pages(app: Flask) -> None:
-    # Their routes are on the console blueprint.
+    # Imported for their routes, which are on the console blueprint.
     from app.console import (  # noqa: F401
         advisor_pages,
         audit_pages,
         dashboard_views,
         job_pages,
         org_pages,
+        rules_tier_views,
+        rules_views,
         scene_pages,
     )
     from app.console.pages import bp

@@ -81,6 +81,9 @@ NAV = (
     ),
     NavItem("操作日志", "console.audit_log", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
     NavItem("定时任务", "console.job_runs", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
+    NavItem(
+        "规则配置", "console.rules_index", (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)
+    ),
 )
 
 ROLE_LABELS = {

@@ -8,10 +8,11 @@ sees the winner and reports the domain's 409.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import date
 from itertools import pairwise
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -106,6 +107,27 @@ def save_settings(
     settings.updated_at = at.now
     _flush(session)
     return settings
+
+
+def locked_settings(session: Session) -> PointsSettings:
+    """The settings row, locked for a change; the defaults (not in the session) until the first save."""
+    return session.get(PointsSettings, 1, with_for_update=True) or PointsSettings.with_defaults()
+
+
+def change_settings(
+    session: Session, changes: Mapping[str, Any], *, operator_id: int, at: MallTime
+) -> PointsSettings:
+    """Change some of the settings and keep the others as they are.
+
+    The others are read under the row's lock, so two operators saving different fields at once
+    both keep their change. Raises RetryableConflict like `save_settings`.
+    """
+    unknown = set(changes) - {field.name for field in fields(SettingsValues)}
+    if unknown:
+        raise ValueError(f"not settings: {sorted(unknown)}")
+    current = locked_settings(session)
+    kept = {field.name: getattr(current, field.name) for field in fields(SettingsValues)}
+    return save_settings(session, SettingsValues(**{**kept, **changes}), operator_id=operator_id, at=at)
 
 
 # --- earning rates -------------------------------------------------------------------------------

@@ -141,3 +141,9 @@ def benefits(tier: Tier) -> list[str]:
             "每日免费停车 " + (f"{hours} 小时" if hours else "") + (f"{minutes} 分钟" if minutes else "")
         )
     return lines
+
+
+def member_counts(session: Session) -> dict[int, int]:
+    """tier id → how many members hold it now (tiers nobody holds are absent)."""
+    counted = select(Member.tier_id, func.count()).group_by(Member.tier_id)
+    return {tier_id: count for tier_id, count in session.execute(counted)}
