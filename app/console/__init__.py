@@ -35,7 +35,8 @@ def register_admin_api(api: Api) -> None:
 
 
 def register_console_pages(app: Flask) -> None:
-    from app.console import dashboard_views  # noqa: F401  (its routes are on the console blueprint)
+    # Their routes are on the console blueprint.
+    from app.console import campaign_pages, coupon_pages, dashboard_views, task_rule_pages  # noqa: F401
     from app.console.pages import bp
 
     app.register_blueprint(bp)
