@@ -130,11 +130,9 @@ def new_campaign() -> str | Response | tuple[str, int]:
             return campaign.id
 
         campaign_id = run_transaction(create)
-    except FormInvalid as invalid:
-        return _render_form(state, invalid.errors, invalid.message), invalid.status
-    except DomainError as error:
-        invalid = FormInvalid.from_domain_error(error)
-        return _render_form(state, invalid.errors, invalid.message), invalid.status
+    except (FormInvalid, DomainError) as error:
+        refused = error if isinstance(error, FormInvalid) else FormInvalid.from_domain_error(error)
+        return _render_form(state, refused.errors, refused.message), refused.status
     return redirect(url_for("console.campaigns_list", created=campaign_id))
 
 
