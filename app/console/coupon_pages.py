@@ -113,9 +113,13 @@ def _payload(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         data[name] = integer(state.get(name))
     if state.get("validity_mode") == RELATIVE:
         data["valid_days_after_issue"] = integer(state.get("valid_days_after_issue"))
+        if data["valid_days_after_issue"] is None:
+            errors["valid_days_after_issue"] = "请填写领取后有效天数"
     else:
-        data["valid_from"] = instant_from_local(state.get("valid_from"), mall_tz())
-        data["valid_until"] = instant_from_local(state.get("valid_until"), mall_tz())
+        for name in ("valid_from", "valid_until"):
+            data[name] = instant_from_local(state.get(name), mall_tz())
+            if data[name] is None:
+                errors[name] = "固定有效期须同时填写开始和结束时间"
     data["claim_starts_at"] = instant_from_local(state.get("claim_starts_at"), mall_tz())
     data["claim_ends_at"] = instant_from_local(state.get("claim_ends_at"), mall_tz())
     data["store_ids"] = [integer(value) for value in state["store_ids"]]

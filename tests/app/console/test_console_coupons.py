@@ -255,6 +255,7 @@ def test_terms_the_service_refuses_are_shown_beside_their_field(
 
     response = post_form(client, "/console/coupons/new", token, {**FORM, "min_spend_fen": "10"})
     no_kind = post_form(client, "/console/coupons/new", token, {**FORM, "kind": ""})
+    no_dates = post_form(client, "/console/coupons/new", token, {**FORM, "validity_mode": "fixed"})
 
     html = response.get_data(as_text=True)
     assert response.status_code == 422
@@ -262,6 +263,8 @@ def test_terms_the_service_refuses_are_shown_beside_their_field(
     assert field_error(html, "min_spend_fen") == "使用门槛不能低于减免金额；0 表示无门槛"
     assert no_kind.status_code == 422
     assert field_error(no_kind.get_data(as_text=True), "kind") == "请选择券类型"
+    assert no_dates.status_code == 422
+    assert field_error(no_dates.get_data(as_text=True), "valid_until") == "固定有效期须同时填写开始和结束时间"
     assert session.scalar(select(func.count()).select_from(CouponTemplate)) == 0
 
 
