@@ -30,6 +30,7 @@ from app.services import coupons
 from tests import factories
 from tests.app.console.console_flows import csrf_of, signed_in
 from tests.flows import bearer, registered_shopper
+from tests.observe import statements_during
 
 PAGES = ("/console/coupons", "/console/coupons/new")
 FORM = {
@@ -307,6 +308,19 @@ def test_the_list_counts_issued_and_used_coupons_live(
         "remaining": "100 / 100",
     }
     assert "没人领" in only_paused and "三张券" not in only_paused
+
+
+def test_the_list_reads_coupon_counts_in_one_grouped_statement_whatever_the_number_of_templates(
+    app: Flask, client: FlaskClient, session: Session
+) -> None:
+    for n in range(12):
+        factories.create_coupon_template(session, name=f"券{n:02d}")
+    signed_in(client, session, OperatorRole.MARKETING)
+
+    seen = statements_during(app, lambda: client.get("/console/coupons"))
+
+    on_coupons = [statement for statement in seen if " coupons" in statement]
+    assert len(on_coupons) == 1 and "group by" in on_coupons[0]
 
 
 def test_the_list_pages_by_twenty(client: FlaskClient, session: Session) -> None:
