@@ -84,7 +84,8 @@ def _form_state(form: MultiDict[str, str]) -> dict[str, Any]:
 
 
 def _payload(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The schema's input from the form, and the fields refused already (money that is no number)."""
+    """The schema's input from the form, and the fields refused already: money that is no number, no
+    kind chosen, the chosen validity left empty."""
     errors: dict[str, str] = {}
     kind = state.get("kind", "")
     if kind not in {item.value for item in CouponKind}:
@@ -195,6 +196,8 @@ def _render_form(
         tiers=tiers,
         categories=categories,
         kind_labels=KIND_LABELS,
+        status_labels=STATUS_LABELS,
+        issued=coupon_templates.issued(template) if template else 0,
         field_kinds={
             name: " ".join(kind.value for kind, used in coupon_templates.KIND_FIELDS.items() if name in used)
             for name in TERM_FIELDS
