@@ -163,3 +163,8 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
+
+
+def in_chinese(details: Any) -> Any:
+    """marshmallow's field messages (a dict, list or string of them) as shoppers and operators read them."""
+    return _in_chinese(details)

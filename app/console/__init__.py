@@ -39,12 +39,15 @@ def register_console_pages(app: Flask) -> None:
     from app.console import (  # noqa: F401
         advisor_pages,
         audit_pages,
+        campaign_pages,
+        coupon_pages,
         dashboard_views,
         job_pages,
         org_pages,
         rules_tier_views,
         rules_views,
         scene_pages,
+        task_rule_pages,
     )
     from app.console.pages import bp
 

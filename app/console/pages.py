@@ -62,6 +62,9 @@ class NavItem:
     roles: tuple[OperatorRole, ...]
 
 
+# Marketing's pages (coupons, campaigns, task rules): the auditor reads them too.
+MARKETING_VIEWERS = (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)
+
 # The pages in the nav; each page checks its own roles too (the nav only hides what would be refused).
 NAV = (
     NavItem("数据看板", "console.dashboard", ALL_ROLES),
@@ -84,6 +87,10 @@ NAV = (
     NavItem(
         "规则配置", "console.rules_index", (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)
     ),
+    # coupons slice
+    NavItem("优惠券", "console.coupons", MARKETING_VIEWERS),
+    NavItem("发券活动", "console.campaigns_list", MARKETING_VIEWERS),
+    NavItem("任务规则", "console.task_rules_list", MARKETING_VIEWERS),
 )
 
 ROLE_LABELS = {

@@ -159,6 +159,40 @@ def progress(session: Session, campaign_id: int) -> CampaignProgress:
     return CampaignProgress(campaign, len(campaign.member_ids), campaign.next_index, int(issued or 0))
 
 
+@dataclass(frozen=True)
+class CampaignRow:
+    progress: CampaignProgress
+    template_name: str
+
+
+def campaigns_with_progress(session: Session, *, offset: int, limit: int) -> tuple[list[CampaignRow], int]:
+    """A page of campaigns (newest first) with their progress, and how many there are.
+
+    One statement for the page: its campaigns are chosen first, then their coupons counted.
+    """
+    page = select(CouponCampaign.id).order_by(CouponCampaign.id.desc()).offset(offset).limit(limit).subquery()
+    counts = (
+        select(page.c.id.label("campaign_id"), func.count(Coupon.id).label("issued"))
+        .select_from(page)
+        .outerjoin(Coupon, Coupon.campaign_id == page.c.id)
+        .group_by(page.c.id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(CouponCampaign, CouponTemplate.name, counts.c.issued)
+        .join(counts, counts.c.campaign_id == CouponCampaign.id)
+        .join(CouponTemplate, CouponTemplate.id == CouponCampaign.template_id)
+        .order_by(CouponCampaign.id.desc())
+    ).all()
+    total = session.scalar(select(func.count()).select_from(CouponCampaign))
+    return [
+        CampaignRow(
+            CampaignProgress(campaign, len(campaign.member_ids), campaign.next_index, int(issued)), name
+        )
+        for campaign, name, issued in rows
+    ], int(total or 0)
+
+
 def runnable_campaigns(session: Session) -> list[int]:
     return list(
         session.scalars(

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, DomainError, NotFound, ValidationFailed
-from app.models import CouponKind, CouponTemplate, Store, TemplateStatus, Tier
+from app.models import Coupon, CouponKind, CouponStatus, CouponTemplate, Store, TemplateStatus, Tier
 
 T = TypeVar("T")
 
@@ -37,7 +38,7 @@ _KIND_NAMES = {
 
 # The term fields each kind uses; the others must stay unset, so that a coupon's terms say one thing
 # (a threshold on a gift or parking coupon would never be checked at the counter).
-_KIND_FIELDS = {
+KIND_FIELDS = {
     CouponKind.CASH_OFF: {"face_value_fen", "min_spend_fen"},
     CouponKind.DISCOUNT: {"discount_percent", "max_discount_fen", "min_spend_fen"},
     CouponKind.GIFT: {"gift_name"},
@@ -115,6 +116,55 @@ def list_templates(
     if status is not None:
         query = query.where(CouponTemplate.status == status)
     return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class TemplateStats:
+    """A template with what its coupons did, counted from the coupons themselves."""
+
+    template: CouponTemplate
+    issued: int  # coupons given out, whatever became of them
+    used: int  # coupons verified at a counter (核销), not undone
+
+    @property
+    def conversion(self) -> Fraction | None:
+        """Used / issued; None before the first coupon is issued."""
+        return Fraction(self.used, self.issued) if self.issued else None
+
+
+def templates_with_stats(
+    session: Session, *, status: TemplateStatus | None, offset: int, limit: int
+) -> tuple[list[TemplateStats], int]:
+    """A page of templates (newest first) with live issued/used counts, and how many templates match.
+
+    The page's templates are chosen first and their coupons counted in the same statement, so the
+    cost follows the page, not the whole coupons table, and never one query per template.
+    """
+    chosen = select(CouponTemplate.id).order_by(CouponTemplate.id.desc()).offset(offset).limit(limit)
+    if status is not None:
+        chosen = chosen.where(CouponTemplate.status == status)
+    page = chosen.subquery()
+    counts = (
+        select(
+            page.c.id.label("template_id"),
+            func.count(Coupon.id).label("issued"),
+            func.coalesce(func.sum(case((Coupon.status == CouponStatus.USED, 1), else_=0)), 0).label("used"),
+        )
+        .select_from(page)
+        .outerjoin(Coupon, Coupon.template_id == page.c.id)
+        .group_by(page.c.id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(CouponTemplate, counts.c.issued, counts.c.used)
+        .join(counts, counts.c.template_id == CouponTemplate.id)
+        .order_by(CouponTemplate.id.desc())
+    ).all()
+    total_query = select(func.count()).select_from(CouponTemplate)
+    if status is not None:
+        total_query = total_query.where(CouponTemplate.status == status)
+    stats = [TemplateStats(template, int(issued), int(used)) for template, issued, used in rows]
+    return stats, int(session.scalar(total_query) or 0)
 
 
 def issued(template: CouponTemplate) -> int:
@@ -317,7 +367,7 @@ def _check_terms(values: TemplateValues) -> None:
         "parking_value_fen": values.parking_value_fen == 0,
     }
     for name, is_unset in unset.items():
-        if not is_unset and name not in _KIND_FIELDS[values.kind]:
+        if not is_unset and name not in KIND_FIELDS[values.kind]:
             errors[name] = [f"{kind_name}不使用此项，请留空或填 0"]
     if values.kind is CouponKind.CASH_OFF:
         if values.face_value_fen <= 0:

@@ -118,6 +118,14 @@ def deactivate_rule(session: Session, rule_id: int) -> TaskRule:
     return rule
 
 
+def activate_rule(session: Session, rule_id: int) -> TaskRule:
+    """Generate tasks from the rule again, from the next generation (idempotent)."""
+    rule = get_rule(session, rule_id)
+    rule.active = True
+    session.flush()
+    return rule
+
+
 def get_rule(session: Session, rule_id: int) -> TaskRule:
     rule = session.get(TaskRule, rule_id)
     if rule is None:
