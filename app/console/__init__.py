@@ -35,7 +35,8 @@ def register_admin_api(api: Api) -> None:
 
 
 def register_console_pages(app: Flask) -> None:
-    from app.console import dashboard_views  # noqa: F401  (its routes are on the console blueprint)
+    # Page modules: importing one adds its routes to the console blueprint.
+    from app.console import dashboard_views, segment_pages, tag_pages  # noqa: F401
     from app.console.pages import bp
 
     app.register_blueprint(bp)

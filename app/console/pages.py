@@ -61,10 +61,19 @@ class NavItem:
     roles: tuple[OperatorRole, ...]
 
 
+# Tags and segments: the auditor reads them, only admins and marketing change them.
+TAG_VIEWERS = (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)
+
 # The pages in the nav; each page checks its own roles too (the nav only hides what would be refused).
 NAV = (
     NavItem("数据看板", "console.dashboard", ALL_ROLES),
     NavItem("运营账号", "console.operators", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
+    NavItem("标签", "console.tags_list", (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)),
+    NavItem(
+        "人群分组",
+        "console.segments_list",
+        (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR),
+    ),
 )
 
 ROLE_LABELS = {
