@@ -5,8 +5,8 @@
   if (!builder) return;
   const rows = builder.querySelector("[data-rows]");
   const template = builder.querySelector("template[data-row-template]");
-  const form = builder.closest("form");
-  const changed = () => form.dispatchEvent(new Event("change", { bubbles: true }));
+  // A removed row fires no change of its own: tell the preview.
+  const changed = () => builder.dispatchEvent(new Event("change", { bubbles: true }));
   const bindChoices = (row) => {
     const field = row.querySelector("select[name=field]").value;
     row.querySelector("input[name=value]").setAttribute("list", "values-" + field);

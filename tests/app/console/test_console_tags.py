@@ -208,7 +208,7 @@ def test_the_builder_saves_a_rule_tag_that_the_refresh_applies(
 ) -> None:
     token = signed_in(client, session, OperatorRole.MARKETING)
     form = client.get("/console/tags/new").get_data(as_text=True)
-    assert 'hx-post="/console/rules/preview"' in form and 'hx-trigger="change delay:400ms' in form
+    assert 'hx-post="/console/rules/preview" hx-trigger="change delay:400ms"' in form
     assert "距上次消费天数" in form and '<option value="tag"' not in form  # rule tags cannot read tags
 
     response = client.post(
@@ -327,6 +327,7 @@ def test_editing_a_rule_tag_shows_its_rows_and_audits_the_change(
     token = signed_in(client, session, OperatorRole.ADMIN)
     form = client.get(f"/console/tags/{tag.id}/edit").get_data(as_text=True)
     assert '<option value="days_since_last_purchase" selected>' in form and 'value="90"' in form
+    assert 'hx-trigger="change delay:400ms, load"' in form  # the current rule is counted at once
 
     response = client.post(
         f"/console/tags/{tag.id}/edit",
