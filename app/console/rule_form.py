@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from dataclasses import field as default_of
+from decimal import Decimal
 from typing import Any, cast
 
 import marshmallow as ma
@@ -74,11 +75,22 @@ def load_catalog(session: Session, at: MallTime, *, with_tags: bool) -> RuleCata
         "rfm_segment": {segment.value: name for segment, name in RFM_SEGMENT_NAMES.items()},
     }
     fields = [
-        {**item, "value_labels": value_labels.get(item["field"], {})}
+        {**item, **_in_yuan(item), "value_labels": value_labels.get(item["field"], {})}
         for item in describe_fields(RuleContext.load(session, at))
         if with_tags or item["field"] != "tag"
     ]
     return RuleCatalog(fields, value_labels)
+
+
+def _in_yuan(item: dict[str, Any]) -> dict[str, Any]:
+    """Operators think in yuan: amounts (stored in fen) are typed and shown in yuan."""
+    if not _is_money(item["field"]):
+        return {}
+    return {"label": item["label"].replace("（分）", "（元）"), "unit": "yuan"}
+
+
+def _is_money(field_name: str) -> bool:
+    return field_name.endswith("_fen")
 
 
 @dataclass
@@ -129,15 +141,23 @@ def _is_condition(part: Any) -> bool:
 
 
 def _row_of(condition: dict[str, Any]) -> ConditionRow:
-    return ConditionRow(condition["field"], condition["op"], _value_text(condition["value"]))
+    field_name = str(condition["field"])
+    return ConditionRow(field_name, condition["op"], _value_text(condition["value"], _is_money(field_name)))
 
 
-def _value_text(value: Any) -> str:
+def _value_text(value: Any, money: bool) -> str:
     if isinstance(value, list):
-        return ", ".join(_value_text(item) for item in value)
+        return ", ".join(_value_text(item, money) for item in value)
     if isinstance(value, bool):
         return BOOL_TEXT[value]
+    if money and isinstance(value, int):
+        return _yuan(value)
     return str(value)
+
+
+def _yuan(fen: int) -> str:
+    """1500 → "15", 1550 → "15.5", 1505 → "15.05"."""
+    return f"{Decimal(fen) / 100:f}"
 
 
 def load_form(schema: ma.Schema, data: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
@@ -174,8 +194,15 @@ def rule_of(draft: RuleDraft, catalog: RuleCatalog) -> dict[str, Any]:
             raise RuleFormInvalid(f"第 {number} 个条件：请选择字段")
         if not row.value:
             raise RuleFormInvalid(f"第 {number} 个条件：请填写值")
-        conditions.append({"field": row.field, "op": row.op, "value": _typed(row.op, row.value, described)})
+        value = _typed(row.op, row.value, described)
+        if described.get("unit") == "yuan" and any(isinstance(item, str) for item in _items(value)):
+            raise RuleFormInvalid(f"第 {number} 个条件：金额应为数字（元），最多两位小数")
+        conditions.append({"field": row.field, "op": row.op, "value": value})
     return {draft.match: conditions}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _typed(op: str, text: str, described: dict[str, Any]) -> Any:
@@ -189,6 +216,8 @@ def _typed(op: str, text: str, described: dict[str, Any]) -> Any:
 def _scalar(text: str, described: dict[str, Any]) -> Any:
     """Text as the field's type where it reads as one; left as text otherwise, for the rule's own
     check to refuse with its message."""
+    if described.get("unit") == "yuan" and re.fullmatch(r"-?\d+(\.\d{1,2})?", text):
+        return int(Decimal(text) * 100)
     if described["value_type"] == "int" and re.fullmatch(r"-?\d+", text):
         return int(text)
     if described["value_type"] == "bool":

@@ -100,15 +100,15 @@ EXPORT_BATCH = 1_000
 
 
 def export_rows(
-    session: Session, segment: Segment, at: MallTime, *, batch_size: int = EXPORT_BATCH
+    session: Session, segment: Segment, at: MallTime, *, batch_size: int | None = None
 ) -> Iterator[Any]:
     """Every member of the segment now, by member id, for an export: id, nickname, masked phone, tier
     name, points balance, joined at. Read a batch at a time (keyset on the member id), so a large
     segment is never held in memory at once; the phone is only ever the masked one."""
-    matching = _matching(session, segment, at)
+    matching, size = _matching(session, segment, at), batch_size or EXPORT_BATCH
     after = 0
     while True:
-        page = matching.where(Member.id > after).order_by(Member.id).limit(batch_size).subquery()
+        page = matching.where(Member.id > after).order_by(Member.id).limit(size).subquery()
         rows = session.execute(
             select(
                 Member.id,
@@ -123,7 +123,7 @@ def export_rows(
             .order_by(Member.id)
         ).all()
         yield from rows
-        if len(rows) < batch_size:
+        if len(rows) < size:
             return
         after = rows[-1].id
 

@@ -22,6 +22,7 @@ from app.extensions import extensions
 from app.mall_time import MallTime
 from app.models import AuditEvent, Member, MemberTag, OperatorRole, Segment, Tier
 from app.models.tag import Tag, TagKind
+from app.services import segments
 from tests import factories
 from tests.app.console.console_flows import signed_in
 
@@ -273,6 +274,30 @@ def test_the_preview_reads_tier_names_and_value_lists(
     assert preview_count(preview(client, token, between).get_data(as_text=True)) == 2
 
 
+def test_amounts_are_typed_and_shown_in_yuan_and_stored_in_fen(
+    app: Flask, client: FlaskClient, session: Session, mall: dict[str, Any]
+) -> None:
+    refresh(app)  # every purchase of the mall is ¥200
+    token = signed_in(client, session, OperatorRole.MARKETING)
+    spent = {"field": ["spend_365d_fen"], "op": [">="], "value": ["199.99"]}
+    assert "近 365 天消费金额（元）" in client.get("/console/segments/new").get_data(as_text=True)
+    assert preview_count(preview(client, token, spent).get_data(as_text=True)) == 3
+    assert preview_count(preview(client, token, {**spent, "value": ["200.01"]}).get_data(as_text=True)) == 0
+    refused = preview(client, token, {**spent, "value": ["200.001"]})
+    assert refused.status_code == 422 and "金额应为数字（元），最多两位小数" in refused.get_data(as_text=True)
+
+    response = client.post(
+        "/console/segments/new", data={"csrf_token": token, "name": "消费满两百", **spent, "value": ["200"]}
+    )
+
+    assert response.status_code == 302
+    segment = session.scalars(select(Segment)).one()
+    assert segment.rule == {"all": [{"field": "spend_365d_fen", "op": ">=", "value": 20_000}]}
+    assert "≥ ¥200.00" in client.get("/console/segments").get_data(as_text=True)
+    form = client.get(f"/console/segments/{segment.id}/edit").get_data(as_text=True)
+    assert 'name="value" aria-label="值" placeholder="值" value="200"' in form
+
+
 @pytest.mark.parametrize(
     ("form", "message"),
     [
@@ -492,8 +517,9 @@ def test_a_taken_segment_name_is_a_clear_error(client: FlaskClient, session: Ses
 
 
 def test_the_export_opens_in_excel_with_masked_phones_and_is_audited(
-    client: FlaskClient, session: Session, mall: dict[str, Any]
+    client: FlaskClient, session: Session, mall: dict[str, Any], monkeypatch: Any
 ) -> None:
+    monkeypatch.setattr(segments, "EXPORT_BATCH", 2)  # three members: read in two batches
     segment = segment_of(session, {"field": "points_balance", "op": ">=", "value": 50})
     token = signed_in(client, session, OperatorRole.MARKETING)
 
