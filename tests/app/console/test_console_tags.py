@@ -392,6 +392,27 @@ def test_a_nested_rule_is_edited_as_json(client: FlaskClient, session: Session, 
     assert tag.rule == changed and tag.active is True
 
 
+def test_a_manual_tag_is_renamed_without_a_rule(
+    client: FlaskClient, session: Session, mall: dict[str, Any]
+) -> None:
+    tag = Tag(code="vip-friend", name="老朋友", kind=TagKind.MANUAL)
+    session.add(tag)
+    session.flush()
+    token = signed_in(client, session, OperatorRole.MARKETING)
+    assert "data-rule-builder" not in client.get(f"/console/tags/{tag.id}/edit").get_data(as_text=True)
+
+    response = client.post(
+        f"/console/tags/{tag.id}/edit",
+        data={"csrf_token": token, "name": "老朋友们", "description": "导购标记", "active": "1"},
+    )
+
+    assert response.status_code == 302
+    session.refresh(tag)
+    assert (tag.name, tag.description, tag.rule, tag.active) == ("老朋友们", "导购标记", None, True)
+    (updated,) = audit_rows(session, "tag.update")
+    assert updated.detail == {"name": ["老朋友", "老朋友们"], "description": [None, "导购标记"]}
+
+
 def test_system_tags_cannot_be_edited(app: Flask, client: FlaskClient, session: Session, mall: dict) -> None:
     refresh(app)
     system = session.scalars(select(Tag).where(Tag.kind == TagKind.SYSTEM)).first()
