@@ -92,7 +92,7 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
     # webargs (via flask-smorest) attaches per-field messages to 400/422 errors.
     messages = getattr(error, "data", {}).get("messages")
     if messages:
-        body["details"] = _in_chinese(_flatten_locations(messages))
+        body["details"] = in_chinese(_flatten_locations(messages))
     # Keep what the exception says about itself, e.g. `Allow` on 405.
     headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
     return jsonify(body), status, headers
@@ -133,11 +133,13 @@ _FIELD_MESSAGES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
-def _in_chinese(details: Any) -> Any:
+def in_chinese(details: Any) -> Any:
+    """marshmallow's field messages (a message, or lists and dicts of them) as operators and shoppers
+    should read them; messages already in Chinese pass through."""
     if isinstance(details, dict):
-        return {key: _in_chinese(value) for key, value in details.items()}
+        return {key: in_chinese(value) for key, value in details.items()}
     if isinstance(details, list):
-        return [_in_chinese(value) for value in details]
+        return [in_chinese(value) for value in details]
     if isinstance(details, str):
         for pattern, replacement in _FIELD_MESSAGES:
             if pattern.match(details):

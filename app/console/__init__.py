@@ -47,6 +47,8 @@ def register_console_pages(app: Flask) -> None:
         rules_tier_views,
         rules_views,
         scene_pages,
+        segment_pages,
+        tag_pages,
         task_rule_pages,
     )
     from app.console.pages import bp

@@ -64,6 +64,8 @@ class NavItem:
 
 # Marketing's pages (coupons, campaigns, task rules): the auditor reads them too.
 MARKETING_VIEWERS = (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)
+# Tags and segments: the auditor reads them, only admins and marketing change them.
+TAG_VIEWERS = (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)
 
 # The pages in the nav; each page checks its own roles too (the nav only hides what would be refused).
 NAV = (
@@ -91,6 +93,12 @@ NAV = (
     NavItem("优惠券", "console.coupons", MARKETING_VIEWERS),
     NavItem("发券活动", "console.campaigns_list", MARKETING_VIEWERS),
     NavItem("任务规则", "console.task_rules_list", MARKETING_VIEWERS),
+    NavItem("标签", "console.tags_list", (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)),
+    NavItem(
+        "人群分组",
+        "console.segments_list",
+        (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR),
+    ),
 )
 
 ROLE_LABELS = {
