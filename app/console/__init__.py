@@ -35,7 +35,11 @@ def register_admin_api(api: Api) -> None:
 
 
 def register_console_pages(app: Flask) -> None:
-    from app.console import dashboard_views  # noqa: F401  (its routes are on the console blueprint)
+    # Imported for their routes, which are on the console blueprint.
+    from app.console import (  # noqa: F401
+        dashboard_views,
+        member_views,
+    )
     from app.console.pages import bp
 
     app.register_blueprint(bp)

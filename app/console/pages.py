@@ -64,6 +64,7 @@ class NavItem:
 # The pages in the nav; each page checks its own roles too (the nav only hides what would be refused).
 NAV = (
     NavItem("数据看板", "console.dashboard", ALL_ROLES),
+    NavItem("会员", "console.members", ALL_ROLES),
     NavItem("运营账号", "console.operators", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
 )
 

@@ -47,6 +47,7 @@ from app.models import (
     TierChange,
 )
 from app.models.task import TaskOutcome, TaskStatus, TaskType
+from app.pii import PhoneVault
 
 LEDGER_PAGE_SIZE = 20
 RECENT_TIER_CHANGES = 20
@@ -446,3 +447,11 @@ def tasks(session: Session, member_id: int) -> list[TaskLine]:
         .limit(RECENT_TASKS)
     )
     return [TaskLine(**row._mapping) for row in rows]
+
+
+def full_phone(session: Session, member_id: int, vault: PhoneVault) -> str:
+    """The member's unmasked phone. Callers record who looked (audit `member.view_phone`)."""
+    ciphertext = session.scalar(select(Member.phone_ciphertext).where(Member.id == member_id))
+    if ciphertext is None:
+        raise NotFound("会员不存在")
+    return vault.reveal(ciphertext)
