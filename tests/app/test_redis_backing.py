@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
@@ -40,3 +41,18 @@ def test_login_failures_are_counted_across_workers(
     )
 
     assert response.status_code == 429
+
+
+def test_logins_fail_open_with_a_warning_when_redis_is_down(
+    app: Flask, config: Config, session: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    factories.create_operator(session, "ops", "correct-horse")
+    session.commit()
+    worker = create_app(config.with_overrides(REDIS_URL="redis://127.0.0.1:1/0")).test_client()
+
+    wrong = worker.post("/api/admin/v1/auth/login", json={"username": "ops", "password": "guess"})
+    right = worker.post("/api/admin/v1/auth/login", json={"username": "ops", "password": "correct-horse"})
+
+    assert wrong.status_code == 401 and wrong.get_json()["code"] == "LOGIN_FAILED"
+    assert right.status_code == 200 and right.get_json()["token"]
+    assert "login throttle storage unreachable" in caplog.text
