@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -52,7 +53,7 @@ from app.models import (
 from app.models.task import TaskOutcome, TaskRule, TaskStatus, TaskTrigger, TaskType
 from app.pii import PhoneVault
 from tests import factories
-from tests.app.console.console_flows import csrf_of, signed_in
+from tests.app.console.console_flows import csrf_of, log_in, signed_in
 
 ROW_ID = re.compile(r'<a href="/console/members/(\d+)">')
 FORM_KEY = re.compile(r'name="idempotency_key" value="([^"]+)"')
@@ -589,6 +590,32 @@ def test_a_double_submitted_adjustment_adjusts_once(
     page = client.get(first.headers["Location"]).get_data(as_text=True)
     assert "积分已调整" in page and "+150" in page
     assert FORM_KEY.search(page).group(1) != form["idempotency_key"]  # type: ignore[union-attr]
+
+
+@pytest.mark.mariadb
+def test_concurrent_submits_of_one_form_adjust_once(
+    app: Flask, client: FlaskClient, session: Session, mall: Mall
+) -> None:
+    member_id = mall.id("by_scene")
+    signed_in(client, session, OperatorRole.ADMIN)
+    key = adjustment_form(client, member_id)["idempotency_key"]
+    browsers = []
+    for _ in range(4):  # the same operator in four tabs, each with its own session and CSRF token
+        browser = app.test_client()
+        log_in(browser, OperatorRole.ADMIN.value)
+        browsers.append((browser, adjustment_form(browser, member_id)["csrf_token"]))
+
+    def submit(tab: tuple[FlaskClient, str]) -> int:
+        browser, token = tab
+        form = {"csrf_token": token, "idempotency_key": key, "delta": "70", "reason": "并发补发"}
+        return browser.post(f"/console/members/{member_id}/points-adjustments", data=form).status_code
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(submit, browsers))
+
+    assert statuses == [302] * 4
+    assert balance(session, member_id) == 70 and ledger_count(session, member_id) == 1
+    assert len(audit_rows(session, "points.adjust")) == 1
 
 
 def test_a_debit_within_the_balance_is_taken(client: FlaskClient, session: Session, mall: Mall) -> None:
