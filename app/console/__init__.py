@@ -43,6 +43,7 @@ def register_console_pages(app: Flask) -> None:
         coupon_pages,
         dashboard_views,
         job_pages,
+        member_views,
         org_pages,
         rules_tier_views,
         rules_views,

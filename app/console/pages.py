@@ -70,6 +70,7 @@ TAG_VIEWERS = (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)
 # The pages in the nav; each page checks its own roles too (the nav only hides what would be refused).
 NAV = (
     NavItem("数据看板", "console.dashboard", ALL_ROLES),
+    NavItem("会员", "console.members", ALL_ROLES),
     NavItem("运营账号", "console.operators", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
     # org slice: stores, staff, advisors, QR scenes, audit log, job runs
     NavItem("门店", "console.stores", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from flask_smorest import Blueprint
-from sqlalchemy.orm import Session
 
 from app.auth import BEARER_SECURITY, current_operator, operator_required
 from app.console.points_schemas import (
@@ -210,25 +209,16 @@ def adjust_member_points(args: dict[str, Any], headers: dict[str, Any], member_i
     """人工调整会员积分（须填写原因，记录经办运营）；扣减不能超过可用积分"""
     operator_id, at = current_operator().id, mall_time()
     idempotency_key = headers["idempotency_key"] or str(uuid.uuid4())
-
-    def work(session: Session) -> PointsEntry:
-        # Locked first so that an unknown member is a 404 whatever the sign of the delta.
-        points.lock_account(session, member_id)
-        entry = rewards.adjust(
-            session,
-            member_id,
-            args["delta"],
-            args["reason"],
-            operator_id=operator_id,
-            idempotency_key=idempotency_key,
-            at=at,
-            settings=points.points_settings(session),
+    return run_transaction(
+        lambda session: (
+            rewards.adjust_by_operator(
+                session,
+                member_id,
+                args["delta"],
+                args["reason"],
+                operator_id=operator_id,
+                idempotency_key=idempotency_key,
+                at=at,
+            ).entry
         )
-        # The ledger matches a repeat on the amount, not its sign: +100 replayed as -100 is another request.
-        if entry.delta != args["delta"]:
-            raise points.IdempotencyConflict()
-        # Answer with what was stored (MySQL keeps whole seconds), so a retry gets the same body.
-        session.refresh(entry)
-        return entry
-
-    return run_transaction(work)
+    )

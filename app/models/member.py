@@ -35,7 +35,8 @@ class Member(Base):
     )
     phone_index: Mapped[str] = mapped_column(String(64), unique=True)
     phone_masked: Mapped[str] = mapped_column(String(16))
-    nickname: Mapped[str | None] = mapped_column(String(64))
+    # Indexed for the console's prefix search (`LIKE 'abc%'`).
+    nickname: Mapped[str | None] = mapped_column(String(64), index=True)
     birthday: Mapped[date | None]
     # What advisors learned: preferences, sizes, best time to call (shown on their member page).
     advisor_note: Mapped[str | None] = mapped_column(String(500))

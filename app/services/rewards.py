@@ -220,13 +220,62 @@ def adjust(
         member_id,
         abs(delta),
         PointsEntryKind.ADJUSTMENT,
-        f"adjust:{idempotency_key}",
+        _adjust_key(idempotency_key),
         f"人工调整：{reason}",
         operator_id=operator_id,
     )
     if delta > 0:
         return points.earn(session, posting, at=at, settings=settings)
     return points.spend(session, posting, at=at)
+
+
+@dataclass(frozen=True)
+class OperatorAdjustment:
+    entry: PointsEntry
+    repeated: bool  # the key had been used already: nothing changed this time
+
+
+def adjust_by_operator(
+    session: Session,
+    member_id: int,
+    delta: int,
+    reason: str,
+    *,
+    operator_id: int,
+    idempotency_key: str,
+    at: MallTime,
+) -> OperatorAdjustment:
+    """An operator's adjustment (admin API and console alike): NotFound for an unknown member whatever
+    the sign; a repeat of the key returns the first entry (`repeated`), and a repeat with another
+    amount is an IdempotencyConflict; a debit never overdraws (InsufficientPoints)."""
+    # Locked first, so that the member is known and a concurrent repeat waits for the first.
+    points.lock_account(session, member_id)
+    repeated = (
+        session.scalar(
+            select(PointsEntry.id).where(PointsEntry.idempotency_key == _adjust_key(idempotency_key))
+        )
+        is not None
+    )
+    entry = adjust(
+        session,
+        member_id,
+        delta,
+        reason,
+        operator_id=operator_id,
+        idempotency_key=idempotency_key,
+        at=at,
+        settings=points.points_settings(session),
+    )
+    # The ledger matches a repeat on the amount, not its sign: +100 replayed as -100 is another request.
+    if entry.delta != delta:
+        raise points.IdempotencyConflict()
+    # What was stored (MySQL keeps whole seconds), so that a retry is answered with the same values.
+    session.refresh(entry)
+    return OperatorAdjustment(entry, repeated)
+
+
+def _adjust_key(idempotency_key: str) -> str:
+    return f"adjust:{idempotency_key}"
 
 
 def _check_in_on(session: Session, member_id: int, day: date) -> CheckIn | None:
