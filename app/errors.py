@@ -147,11 +147,6 @@ def in_chinese(details: Any) -> Any:
     return details
 
 
-def field_messages_in_chinese(details: Any) -> Any:
-    """marshmallow's messages (nested in dicts and lists, as `ValidationError.messages`), in Chinese."""
-    return _in_chinese(details)
-
-
 def _domain_error(error: DomainError) -> ResponseReturnValue:
     return jsonify(error.to_dict()), error.status
 
@@ -165,8 +160,3 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
-
-
-def in_chinese(details: Any) -> Any:
-    """marshmallow's field messages (a dict, list or string of them) as shoppers and operators read them."""
-    return _in_chinese(details)

@@ -9,7 +9,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.errors import DomainError, NotFound, ValidationFailed, _in_chinese
+from app.errors import DomainError, NotFound, ValidationFailed, in_chinese
 from app.mall_time import MallTime
 
 
@@ -24,7 +24,7 @@ def load_form(schema: ma.Schema, data: Mapping[str, Any], labels: Mapping[str, s
     try:
         return dict(schema.load(data, unknown=ma.EXCLUDE))
     except ma.ValidationError as error:
-        details = _in_chinese(error.normalized_messages())
+        details = in_chinese(error.normalized_messages())
         raise FormInvalid(_describe(details, labels), details=details) from error
 
 

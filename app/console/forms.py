@@ -24,7 +24,7 @@ from typing import Any
 import marshmallow as ma
 
 from app.console.pages import bp
-from app.errors import DomainError, field_messages_in_chinese
+from app.errors import DomainError, in_chinese
 from app.extensions import mall_time
 
 TRUE_WORDS = frozenset({"1", "true", "on", "yes"})
@@ -91,7 +91,7 @@ def field_errors(messages: Mapping[Any, Any]) -> dict[str, str]:
         else:
             flat.setdefault(prefix, str(value))
 
-    walk("", field_messages_in_chinese(dict(messages)))
+    walk("", in_chinese(dict(messages)))
     return flat
 
 

@@ -62,43 +62,62 @@ class NavItem:
     roles: tuple[OperatorRole, ...]
 
 
-# Marketing's pages (coupons, campaigns, task rules): the auditor reads them too.
-MARKETING_VIEWERS = (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)
-# Tags and segments: the auditor reads them, only admins and marketing change them.
-TAG_VIEWERS = (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)
+@dataclass(frozen=True)
+class NavGroup:
+    label: str
+    items: tuple[NavItem, ...]
 
-# The pages in the nav; each page checks its own roles too (the nav only hides what would be refused).
+
+ADMIN, MARKETING, STORE_MANAGER, AUDITOR = (
+    OperatorRole.ADMIN,
+    OperatorRole.MARKETING,
+    OperatorRole.STORE_MANAGER,
+    OperatorRole.AUDITOR,
+)
+# Marketing's pages (rules, coupons, campaigns, task rules, tags, segments): the auditor reads them too.
+MARKETING_VIEWERS = (ADMIN, MARKETING, AUDITOR)
+
+# The console's menu; each page checks its own roles too (the menu only hides what would be refused).
 NAV = (
-    NavItem("数据看板", "console.dashboard", ALL_ROLES),
-    NavItem("会员", "console.members", ALL_ROLES),
-    NavItem("运营账号", "console.operators", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
-    # org slice: stores, staff, advisors, QR scenes, audit log, job runs
-    NavItem("门店", "console.stores", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
-    NavItem(
-        "员工", "console.staff_list", (OperatorRole.ADMIN, OperatorRole.AUDITOR, OperatorRole.STORE_MANAGER)
+    NavGroup(
+        "概览",
+        (
+            NavItem("数据看板", "console.dashboard", ALL_ROLES),
+            NavItem("会员", "console.members", ALL_ROLES),
+        ),
     ),
-    NavItem(
-        "导购", "console.advisors", (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.STORE_MANAGER)
+    NavGroup(
+        "营销",
+        (
+            NavItem("规则配置", "console.rules_index", MARKETING_VIEWERS),
+            NavItem("优惠券", "console.coupons", MARKETING_VIEWERS),
+            NavItem("发券活动", "console.campaigns_list", MARKETING_VIEWERS),
+            NavItem("标签", "console.tags_list", MARKETING_VIEWERS),
+            NavItem("人群分组", "console.segments_list", MARKETING_VIEWERS),
+        ),
     ),
-    NavItem(
-        "注册二维码",
-        "console.scenes",
-        (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.STORE_MANAGER),
+    NavGroup(
+        "导购",
+        (
+            NavItem("导购业绩", "console.advisors", (ADMIN, MARKETING, STORE_MANAGER)),
+            NavItem("任务规则", "console.task_rules_list", MARKETING_VIEWERS),
+            NavItem("注册二维码", "console.scenes", (ADMIN, MARKETING, STORE_MANAGER)),
+        ),
     ),
-    NavItem("操作日志", "console.audit_log", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
-    NavItem("定时任务", "console.job_runs", (OperatorRole.ADMIN, OperatorRole.AUDITOR)),
-    NavItem(
-        "规则配置", "console.rules_index", (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)
+    NavGroup(
+        "组织",
+        (
+            NavItem("门店", "console.stores", (ADMIN, AUDITOR)),
+            NavItem("员工", "console.staff_list", (ADMIN, AUDITOR, STORE_MANAGER)),
+            NavItem("运营账号", "console.operators", (ADMIN, AUDITOR)),
+        ),
     ),
-    # coupons slice
-    NavItem("优惠券", "console.coupons", MARKETING_VIEWERS),
-    NavItem("发券活动", "console.campaigns_list", MARKETING_VIEWERS),
-    NavItem("任务规则", "console.task_rules_list", MARKETING_VIEWERS),
-    NavItem("标签", "console.tags_list", (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR)),
-    NavItem(
-        "人群分组",
-        "console.segments_list",
-        (OperatorRole.ADMIN, OperatorRole.MARKETING, OperatorRole.AUDITOR),
+    NavGroup(
+        "系统",
+        (
+            NavItem("操作日志", "console.audit_log", (ADMIN, AUDITOR)),
+            NavItem("定时任务", "console.job_runs", (ADMIN, AUDITOR)),
+        ),
     ),
 )
 
@@ -122,6 +141,14 @@ def _http_error_page(error: HTTPException) -> tuple[str, int]:
     return render_template("console/error.html", message=message, code=str(status)), status
 
 
+def _menu_of(operator: Operator | None) -> list[NavGroup]:
+    if operator is None:
+        return []
+    role = operator.role
+    groups = (NavGroup(group.label, tuple(i for i in group.items if role in i.roles)) for group in NAV)
+    return [group for group in groups if group.items]
+
+
 @bp.context_processor
 def _layout_context() -> dict[str, Any]:
     operator = cast(Operator | None, g.get("console_operator"))
@@ -129,7 +156,7 @@ def _layout_context() -> dict[str, Any]:
     return {
         "operator": operator,
         "role_label": ROLE_LABELS.get(operator.role) if operator else None,
-        "nav": [item for item in NAV if operator and operator.role in item.roles],
+        "nav": _menu_of(operator),
         "csrf_token": page_session.csrf_token if page_session else "",
         "with_htmx": htmx_available(),
     }

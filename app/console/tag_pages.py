@@ -13,7 +13,7 @@ from flask import redirect, render_template, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from app.console.pages import TAG_VIEWERS, audit_console_action, bp, console_operator, console_page
+from app.console.pages import MARKETING_VIEWERS, audit_console_action, bp, console_operator, console_page
 from app.console.rule_form import (
     GROUPS,
     OP_LABELS,
@@ -36,7 +36,7 @@ from app.models.tag import Tag, TagKind, TagSource
 from app.services import audit, tags
 from app.services.tag_rules import InvalidTagRule
 
-VIEWERS = TAG_VIEWERS
+VIEWERS = MARKETING_VIEWERS
 EDITORS = (OperatorRole.ADMIN, OperatorRole.MARKETING)
 PAGE_SIZE = 50
 KIND_LABELS = {TagKind.SYSTEM: "系统", TagKind.RULE: "规则", TagKind.MANUAL: "手工"}
