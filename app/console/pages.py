@@ -99,9 +99,9 @@ NAV = (
     NavGroup(
         "导购",
         (
-            NavItem("导购业绩", "console.advisors", (ADMIN, MARKETING, STORE_MANAGER)),
+            NavItem("导购业绩", "console.advisors", ALL_ROLES),
             NavItem("任务规则", "console.task_rules_list", MARKETING_VIEWERS),
-            NavItem("注册二维码", "console.scenes", (ADMIN, MARKETING, STORE_MANAGER)),
+            NavItem("注册二维码", "console.scenes", ALL_ROLES),
         ),
     ),
     NavGroup(
