@@ -205,6 +205,7 @@ def console_page(*roles: OperatorRole, changes_data: bool = True) -> Callable[[F
                     raise ReadOnlyRole()
             return view(*args, **kwargs)
 
+        wrapper.console_roles = allowed  # type: ignore[attr-defined]  # read by the access tests
         return cast(F, wrapper)
 
     return decorator
