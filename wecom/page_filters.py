@@ -18,7 +18,10 @@ def mall_date(moment: datetime | None) -> str:
 
 
 def yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
+    """Fen as money, the way the console shows it too (one `yuan` filter per app): 123450 → "¥1,234.50"."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}¥{whole:,}.{cents:02d}"
 
 
 def task_type_label(task_type: TaskType) -> str:
