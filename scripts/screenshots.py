@@ -61,7 +61,9 @@ PAGES: list[tuple[str, str]] = [
     ("coupon_form", "/console/coupons/new"),
     ("campaigns", "/console/campaigns"),
     ("tags", "/console/tags"),
-    ("tag_builder", "/console/tags/new"),
+    # The demo's rule tag (created before the nightly refresh adds the system tags): its conditions
+    # in the builder, and the live count the page loads.
+    ("tag_builder", "/console/tags/1/edit"),
     ("segments", "/console/segments"),
     ("advisors", "/console/advisors"),
     ("scenes", "/console/scenes"),

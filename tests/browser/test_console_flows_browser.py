@@ -124,8 +124,9 @@ def test_the_rule_builder_previews_the_members_a_condition_hits_as_it_changes(
 
     marketing.goto("/console/tags/new")
     assert "修改条件后自动计算" in page.locator("#rule-preview").inner_text()
-    page.click("[data-add-row]")
-    row = page.locator("[data-rows] [data-row]").first
+    rows = page.locator("[data-rows] [data-row]")
+    assert rows.count() == 1  # an empty condition row to start with
+    row = rows.first
     row.locator("select[name=field]").select_option("points_balance")
     row.locator("select[name=op]").select_option(">=")
     row.locator("input[name=value]").fill("100")
