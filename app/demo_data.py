@@ -1,4 +1,6 @@
-"""A believable demo mall: stores, tiers, staff, an operator, members and their purchases.
+"""A believable demo mall: stores, tiers, staff, an operator, members and their purchases, and some
+marketing set up in the console's way (registration QR scenes, coupon templates with claims, a rule tag,
+segments and a pending coupon campaign).
 
 Deterministic (seeded RNG) so screenshots and docs stay stable between runs.
 """
@@ -8,15 +10,27 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.mall_time import MallTime
-from app.models import Member, MemberSource, Operator, Staff, StaffRole, Store, Tier
+from app.models import CouponKind, Member, MemberSource, Operator, SceneKind, Staff, StaffRole, Store, Tier
+from app.models.tag import TagKind
 from app.pii import PhoneVault
-from app.services import points, purchases, rewards
+from app.services import (
+    campaigns,
+    coupon_templates,
+    coupons,
+    points,
+    purchases,
+    rewards,
+    scenes,
+    segments,
+    tags,
+)
 from app.services.authentication import hash_password
 
 DEMO_ADMIN_USERNAME = "admin"
@@ -187,6 +201,85 @@ def seed_demo_mall(
                 settings=settings,
             )
         points.expire_due_lots(session, member_id=member.id, at=MallTime(now, tz))
+    _marketing(session, random.Random(seed + 1), stores, members, MallTime(now, tz))
     return DemoSummary(
         stores=len(stores), staff=len(staff) + len(advisors), members=len(members), purchases=purchase_count
+    )
+
+
+def _marketing(
+    session: Session, rng: random.Random, stores: list[Store], members: list[Member], at: MallTime
+) -> None:
+    """What the marketing team would have set up in the console, through the same services."""
+    entrance = scenes.create_scene(
+        session, scenes.NewScene(kind=SceneKind.POSTER, name="1F 正门海报"), operator_id=None
+    )
+    counters = [
+        scenes.create_scene(
+            session,
+            scenes.NewScene(kind=SceneKind.STORE, name=f"{store.name}收银台", store_id=store.id),
+            operator_id=None,
+        )
+        for store in stores[:3]
+    ]
+    for member in members:
+        if member.source is MemberSource.WECHAT and rng.random() < 0.4:
+            member.signup_scene_id = rng.choice([entrance, *counters]).id
+
+    def template(**values: Any) -> int:
+        return coupon_templates.create_template(session, coupon_templates.TemplateValues(**values)).id
+
+    cash_off = template(
+        kind=CouponKind.CASH_OFF, name="满 200 减 30", total_stock=500, face_value_fen=3_000,
+        min_spend_fen=20_000, valid_days_after_issue=30, description="全场通用，每人限领 1 张",
+    )  # fmt: skip
+    discount = template(
+        kind=CouponKind.DISCOUNT, name="美妆八八折", total_stock=200, discount_percent=88,
+        max_discount_fen=10_000, store_categories=["美妆"], valid_days_after_issue=14, points_price=300,
+    )  # fmt: skip
+    parking = template(
+        kind=CouponKind.PARKING, name="周末免费停车 2 小时", total_stock=1_000, parking_minutes=120,
+        valid_days_after_issue=7,
+    )  # fmt: skip
+    template(
+        kind=CouponKind.GIFT,
+        name="新春礼盒",
+        total_stock=100,
+        gift_name="生肖红包礼盒",
+        valid_days_after_issue=30,
+    )
+    for template_id in (cash_off, discount, parking):
+        coupon_templates.activate(session, template_id)
+    for n, member in enumerate(rng.sample(members, min(len(members), 60))):
+        template_id = cash_off if n % 2 == 0 else parking
+        coupons.claim(session, template_id, member.id, request_key=f"demo-{n}", at=at)
+
+    tags.create_tag(
+        session, code="big-spender", name="年消费过万", kind=TagKind.RULE,
+        rule={"all": [{"field": "spend_365d_fen", "op": ">=", "value": 1_000_000}]},
+        description="近 365 天消费满 ¥10,000", operator_id=None, at=at,
+    )  # fmt: skip
+    segments.create_segment(
+        session, name="沉睡的银卡及以上会员",
+        rule={"all": [
+            {"field": "tier", "op": "in", "value": ["silver", "gold", "diamond"]},
+            {"field": "days_since_last_purchase", "op": ">=", "value": 60},
+        ]},
+        description="召回对象", operator_id=None, at=at,
+    )  # fmt: skip
+    rich = segments.create_segment(
+        session, name="积分 5,000 以上",
+        rule={"all": [{"field": "points_balance", "op": ">=", "value": 5_000}]},
+        description="积分兑换活动的目标人群", operator_id=None, at=at,
+    )  # fmt: skip
+    if segments.live_count(session, rich, at) == 0:
+        return  # a tiny demo mall (--members 10) may have nobody to send to
+    # Pending until the scheduler's run-campaigns job issues it.
+    campaigns.create_segment_campaign(
+        session,
+        name="积分大户专享：满 200 减 30",
+        template_id=cash_off,
+        segment_id=rich.id,
+        operator_id=None,
+        at=at,
     )

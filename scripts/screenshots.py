@@ -1,10 +1,11 @@
 """`make screenshots`: the console's main pages with the demo mall, as PNGs in docs/screenshots/.
 
 Builds a fresh demo mall (`flask seed-demo`'s) in a throwaway SQLite database, runs the nightly
-refresh for today and computes the KPI snapshots of the 29 days before, serves the app on a free
-port, signs in as the demo admin in Debian's Chromium (through Playwright, as the browser tests do)
-and saves one full-page PNG per page of PAGES. Add a page by adding a line to PAGES, or pick pages
-on the command line:
+refresh for today and computes the KPI snapshots of the 29 days before, runs a few scheduler jobs (so
+the pending demo campaign is issued and the job runs page has rows), serves the app on a free port,
+signs in as the demo admin in Debian's Chromium (through Playwright, as the browser tests do), reveals
+one member's phone (so the audit log has a row) and saves one full-page PNG per page of PAGES. Add a
+page by adding a line to PAGES, or pick pages on the command line:
 
     .venv/bin/python scripts/screenshots.py                      # every page of PAGES
     .venv/bin/python scripts/screenshots.py dashboard=/console/  # just these (name=path)
@@ -32,7 +33,7 @@ from flask import Flask
 from playwright.sync_api import Page, sync_playwright
 from werkzeug.serving import make_server
 
-from app import create_app, demo_data, nightly
+from app import create_app, demo_data, jobs, nightly
 from app.cli import alembic_config
 from app.config import Config
 from app.db import bound_database, transaction
@@ -44,12 +45,30 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 TREND_DAYS = 30
+JOBS = ("expire-points", "expire-coupons", "run-campaigns")
+# The member whose 360 page is shown (the demo is deterministic: this one has purchases and a tier change).
+MEMBER_ID = 7
 
 # (file name without .png, path). The login page is taken signed out, every other one signed in.
 PAGES: list[tuple[str, str]] = [
     ("login", "/console/login"),
     ("dashboard", "/console/"),
     ("operators", "/console/operators"),
+    ("members", "/console/members"),
+    ("member", f"/console/members/{MEMBER_ID}"),
+    ("rules", "/console/rules"),
+    ("coupons", "/console/coupons"),
+    ("coupon_form", "/console/coupons/new"),
+    ("campaigns", "/console/campaigns"),
+    ("tags", "/console/tags"),
+    # The demo's rule tag (created before the nightly refresh adds the system tags): its conditions
+    # in the builder, and the live count the page loads.
+    ("tag_builder", "/console/tags/1/edit"),
+    ("segments", "/console/segments"),
+    ("advisors", "/console/advisors"),
+    ("scenes", "/console/scenes"),
+    ("audit", "/console/audit"),
+    ("jobs", "/console/jobs"),
 ]
 
 
@@ -88,6 +107,8 @@ def demo_app(database_url: str) -> Flask:
         with transaction() as session:
             for days_ago in range(1, TREND_DAYS):
                 kpis.compute_day(session, now.today - timedelta(days=days_ago), now)
+    for job in JOBS:
+        jobs.run_job(app, job, runner="screenshots")
     return app
 
 
@@ -114,6 +135,7 @@ def take(base_url: str, pages: list[tuple[str, str]], out: Path) -> Iterator[Pat
         for name, path in sorted(pages, key=lambda page: page[1] != "/console/login"):
             if path != "/console/login" and not signed_in:
                 sign_in(page, base_url)
+                reveal_a_phone(page, base_url)
                 signed_in = True
             page.goto(base_url + path, wait_until="networkidle")
             # ECharts animates its first drawing; let it finish.
@@ -132,6 +154,13 @@ def sign_in(page: Page, base_url: str) -> None:
         page.click("form button[type=submit]")
     if not page.url.endswith("/console/"):
         raise SystemExit(f"could not sign in as the demo admin: at {page.url}")
+
+
+def reveal_a_phone(page: Page, base_url: str) -> None:
+    """What an admin does now and then, and the audit log records."""
+    page.goto(f"{base_url}/console/members/{MEMBER_ID}", wait_until="networkidle")
+    page.click("text=显示完整手机号")
+    page.wait_for_selector("#member-phone.revealed-phone")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,21 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Member, Operator, Purchase, Staff, StaffRole, Store, Tier
+from app.models import (
+    Coupon,
+    CouponCampaign,
+    CouponTemplate,
+    Member,
+    Operator,
+    Purchase,
+    QrScene,
+    Segment,
+    Staff,
+    StaffRole,
+    Store,
+    Tier,
+)
+from app.models.tag import Tag, TagKind
 
 
 def test_seed_demo_builds_the_demo_mall_once(app: Flask, session: Session) -> None:
@@ -36,10 +50,19 @@ def test_seed_demo_builds_the_demo_mall_once(app: Flask, session: Session) -> No
     advisors = session.scalars(select(Staff.wecom_userid).where(Staff.role == StaffRole.ADVISOR)).all()
     assert {f"advisor{n:02d}" for n in range(1, 21)} <= set(advisors)
     assert session.scalars(select(Operator.username)).all() == ["admin"]
+    # Marketing set up through the services: something on every console page.
+    assert count(QrScene) == 4
+    assert session.scalar(select(func.count()).where(Member.signup_scene_id.is_not(None))) > 0
+    assert count(CouponTemplate) == 4
+    assert count(Coupon) == 60
+    assert count(Segment) == 2
+    assert session.scalars(select(Tag.code).where(Tag.kind == TagKind.RULE)).all() == ["big-spender"]
+    assert count(CouponCampaign) == 1
 
 
 def test_the_demo_logins_work(app: Flask) -> None:
-    app.test_cli_runner().invoke(args=["seed-demo", "--members", "10"])
+    seeded = app.test_cli_runner().invoke(args=["seed-demo", "--members", "10"])
+    assert seeded.exit_code == 0, seeded.output
     client = app.test_client()
 
     admin = client.post("/api/admin/v1/auth/login", json={"username": "admin", "password": "mallmember-demo"})
