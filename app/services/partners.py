@@ -212,7 +212,10 @@ def _member_id(session: Session, report: ActivityReport, vault: PhoneVault) -> i
             index = vault.blind_index(report.phone or "")
         except InvalidPhone as exc:
             raise MemberNotFound() from exc
-        found = session.scalar(select(Member.id).where(Member.phone_index == index))
+        # A merged member's phone stands for the member it was merged into.
+        found = session.scalar(
+            select(func.coalesce(Member.merged_into_member_id, Member.id)).where(Member.phone_index == index)
+        )
     if found is None:
         raise MemberNotFound()
     return found
