@@ -219,3 +219,24 @@ def test_an_auditor_cannot_merge_through_the_api(
 
     assert response.status_code == 403
     assert merged_into(session, source_id) is None
+
+
+def test_a_merged_members_points_cannot_be_adjusted_even_by_a_forged_post(
+    client: FlaskClient, session: Session, pair: tuple[int, int]
+) -> None:
+    survivor_id, source_id = pair
+    token = signed_in(client, session, OperatorRole.ADMIN)
+    merged = client.post(
+        f"/console/members/{survivor_id}/merge",
+        data={"csrf_token": token, "source_member_id": str(source_id)},
+    )
+    assert merged.status_code == 302
+
+    response = client.post(
+        f"/console/members/{source_id}/points-adjustments",
+        data={"csrf_token": token, "delta": "50", "reason": "补偿", "idempotency_key": "a" * 32},
+    )
+
+    assert response.status_code == 422
+    assert f"该会员已合并到会员 {survivor_id}" in response.get_data(as_text=True)
+    assert session.scalar(select(Member.points_balance).where(Member.id == source_id)) == 0
