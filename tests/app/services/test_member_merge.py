@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from app.db import Base, run_transaction
@@ -52,7 +52,7 @@ from app.models import (
 )
 from app.models.advisor import ExternalContact
 from app.models.tag import MemberStatsQueue
-from app.services import member_merge, points
+from app.services import member_merge, points, tag_rules
 from app.services.points import Posting
 from tests import factories
 from tests.flows import bearer, registered_shopper, shopper_login, sign_up
@@ -495,3 +495,14 @@ def test_the_source_cannot_sign_in_as_itself_afterwards(
     fresh = shopper_login(client, "o-third-device")["token"]
     joined = sign_up(client, fresh, "13900139001")
     assert joined.status_code in (200, 201) and joined.get_json()["id"] == survivor_id
+
+
+def test_a_merged_member_is_no_target_of_rules_segments_or_campaigns(
+    app: Flask, session: Session, pair: tuple[Member, Member]
+) -> None:
+    survivor, source = pair
+    merge(app, survivor.id, source.id)
+
+    everyone = set(session.scalars(tag_rules.members_matching(true())))
+
+    assert everyone == {survivor.id}
