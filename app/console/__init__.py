@@ -12,6 +12,7 @@ def register_admin_api(api: Api) -> None:
         auth_views,
         coupon_views,
         job_views,
+        member_merge_views,
         parking_views,
         partner_views,
         points_views,
@@ -32,6 +33,7 @@ def register_admin_api(api: Api) -> None:
     api.register_blueprint(advisor_views.blp)
     api.register_blueprint(task_views.blp)
     api.register_blueprint(job_views.blp)
+    api.register_blueprint(member_merge_views.blp)
 
 
 def register_console_pages(app: Flask) -> None:
@@ -43,6 +45,7 @@ def register_console_pages(app: Flask) -> None:
         coupon_pages,
         dashboard_views,
         job_pages,
+        member_merge_pages,
         member_views,
         org_pages,
         rules_tier_views,

@@ -52,6 +52,7 @@ LABELS: dict[str, dict[Any, str]] = {
         PointsEntryKind.ADJUSTMENT: "人工调整",
         PointsEntryKind.REDEMPTION: "兑换",
         PointsEntryKind.EXPIRY: "过期",
+        PointsEntryKind.MERGE: "会员合并",
     },
     "coupon_kind": {
         CouponKind.CASH_OFF: "满减券",

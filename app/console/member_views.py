@@ -200,8 +200,10 @@ def _detail_page(member_id: int, form: AdjustForm, *, revealed_phone: str | None
         form=form,
         revealed_phone=revealed_phone,
         can_reveal=operator.role == OperatorRole.ADMIN,
-        can_adjust=operator.role in ADJUSTERS,
+        can_adjust=operator.role in ADJUSTERS and view.profile.merged_into_member_id is None,
+        can_merge=operator.role == OperatorRole.ADMIN and view.profile.merged_into_member_id is None,
         adjusted=request.args.get("adjusted"),
+        merged=request.args.get("merged", ""),
         **_FORMATTERS,
     )
 

@@ -50,6 +50,10 @@ class Member(Base):
     referred_by_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
     source: Mapped[MemberSource] = mapped_column(str_enum(MemberSource))
     joined_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Set when an operator folded this member into another (app.services.member_merge): the row stays
+    # as the record of what was merged, but nothing may sign in as, earn for or find it any more.
+    merged_into_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
+    merged_at: Mapped[datetime | None]
 
     tier: Mapped[Tier] = relationship(lazy="raise")
     advisor: Mapped[Staff | None] = relationship(lazy="raise")

@@ -30,6 +30,7 @@ class PointsEntryKind(enum.StrEnum):
     ADJUSTMENT = "adjustment"
     REDEMPTION = "redemption"
     EXPIRY = "expiry"
+    MERGE = "merge"  # moved between two members that an operator merged
 
 
 class PointsEntry(Base):

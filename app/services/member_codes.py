@@ -98,7 +98,8 @@ def redeem_member_code(
     member_id, step = signer.read(code, at)
     # Locked first, like every write that references a member (see app.services.points).
     member = session.get(Member, member_id, with_for_update=True)
-    if member is None:
+    # A merged member's code (shown before the merge) is void: the shopper's app shows the survivor's.
+    if member is None or member.merged_into_member_id is not None:
         raise MemberCodeInvalid()
     try:
         with session.begin_nested():

@@ -78,6 +78,9 @@ class Profile:
     advisor_name: str | None
     advisor_store_name: str | None
     advisor_note: str | None
+    # Set once the member was merged into another (app.services.member_merge).
+    merged_into_member_id: int | None = None
+    merged_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,8 @@ def profile(session: Session, member_id: int) -> Profile:
             Staff.name.label("advisor_name"),
             advisor_store.name.label("advisor_store_name"),
             Member.advisor_note,
+            Member.merged_into_member_id,
+            Member.merged_at,
         )
         .join(Tier, Tier.id == Member.tier_id)
         .outerjoin(QrScene, QrScene.id == Member.signup_scene_id)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import Session, aliased
 
 from app.errors import ValidationFailed
 from app.models import Member, Staff, Tier
@@ -76,9 +76,16 @@ def _condition(search: MemberSearch, vault: PhoneVault) -> ColumnElement[bool] |
     by = search.resolved_by()
     if by is SearchBy.PHONE:
         try:
-            return Member.phone_index == vault.blind_index(text)
+            index = vault.blind_index(text)
         except InvalidPhone as exc:
             raise SearchInvalid("请输入完整的 11 位中国大陆手机号") from exc
+        # A merged member's phone finds the member it was merged into.
+        by_phone = aliased(Member)
+        return Member.id.in_(
+            select(func.coalesce(by_phone.merged_into_member_id, by_phone.id)).where(
+                by_phone.phone_index == index
+            )
+        )
     if by is SearchBy.ID:
         if not text.isdigit() or int(text) > MAX_MEMBER_ID:
             raise SearchInvalid("会员ID应为正整数")
@@ -108,6 +115,9 @@ def _query(search: MemberSearch, vault: PhoneVault) -> Select[*tuple[Any, ...]]:
     )
     if (condition := _condition(search, vault)) is not None:
         statement = statement.where(condition)
+    if not search.text or search.resolved_by() is not SearchBy.ID:
+        # Merged members are history: only a search by their id still opens them.
+        statement = statement.where(Member.merged_into_member_id.is_(None))
     if search.store_id is not None:
         statement = statement.where(member_scope.of_store(search.store_id))
     return statement

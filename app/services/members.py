@@ -139,6 +139,9 @@ def register(
 
     protected = vault.protect(phone)
     member = session.scalars(select(Member).where(Member.phone_index == protected.blind_index)).one_or_none()
+    if member is not None and member.merged_into_member_id is not None:
+        # The phone of a member merged into another: that shopper is the survivor now.
+        member = session.get(Member, member.merged_into_member_id)
     created = member is None
     if member is None:
         member = Member(

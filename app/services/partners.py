@@ -205,14 +205,21 @@ def activity_name(activity: str) -> str:
 
 
 def _member_id(session: Session, report: ActivityReport, vault: PhoneVault) -> int:
+    # A merged member (by id or phone) stands for the member it was merged into.
     if report.member_id is not None:
-        found = session.scalar(select(Member.id).where(Member.id == report.member_id))
+        found = session.scalar(
+            select(func.coalesce(Member.merged_into_member_id, Member.id)).where(
+                Member.id == report.member_id
+            )
+        )
     else:
         try:
             index = vault.blind_index(report.phone or "")
         except InvalidPhone as exc:
             raise MemberNotFound() from exc
-        found = session.scalar(select(Member.id).where(Member.phone_index == index))
+        found = session.scalar(
+            select(func.coalesce(Member.merged_into_member_id, Member.id)).where(Member.phone_index == index)
+        )
     if found is None:
         raise MemberNotFound()
     return found

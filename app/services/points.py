@@ -191,6 +191,113 @@ def expire_due_lots(session: Session, *, member_id: int, at: MallTime) -> int:
     return expired
 
 
+@dataclass(frozen=True)
+class MergedPoints:
+    """What a member merge moved: spendable points (in how many lots) and debt."""
+
+    points: int
+    lots: int
+    debt: int
+
+
+def move_on_merge(
+    session: Session, *, source_id: int, survivor_id: int, operator_id: int | None, at: MallTime
+) -> MergedPoints:
+    """Move the source member's points and debt to the survivor, with MERGE entries on both sides.
+
+    Each of the source's lots becomes a lot of the survivor with the same expiry (so merging never
+    extends or shortens a point's life); incoming points repay the survivor's debt first, and the
+    source's debt is clawed back from the survivor (what the survivor cannot cover stays debt).
+    The caller holds both members' row locks; afterwards the source has neither points nor debt, and
+    every ledger invariant (`verify_ledger`) holds for both.
+    """
+    source_balance, source_debt = lock_account(session, source_id)
+    balance, debt = lock_account(session, survivor_id)
+    key = f"merge:{source_id}:{survivor_id}"
+    lots = session.scalars(
+        select(PointsLot)
+        .where(PointsLot.member_id == source_id, PointsLot.remaining > 0)
+        .order_by(PointsLot.expires_on, PointsLot.id)
+        .with_for_update()
+    ).all()
+    moved = [(lot.id, lot.remaining, lot.expires_on) for lot in lots]
+    if sum(amount for _, amount, _ in moved) != source_balance:
+        raise AssertionError(f"member {source_id}: lots do not hold the balance")
+    if source_balance:
+        for lot in lots:
+            lot.remaining = 0
+        _set_account(session, source_id, 0, source_debt)
+        out = Posting(
+            member_id=source_id,
+            points=source_balance,
+            kind=PointsEntryKind.MERGE,
+            idempotency_key=f"{key}:out",
+            description=f"会员合并：积分转入会员 {survivor_id}",
+            reference=f"member:{survivor_id}",
+            operator_id=operator_id,
+        )
+        _write_entry(session, out, -source_balance, 0, source_debt, at)
+    for lot_id, amount, expires_on in moved:
+        repaid = min(debt, amount)
+        debt -= repaid
+        balance += amount - repaid
+        entry = _write_entry(
+            session,
+            Posting(
+                member_id=survivor_id,
+                points=amount,
+                kind=PointsEntryKind.MERGE,
+                idempotency_key=f"{key}:lot:{lot_id}",
+                description=f"会员合并：由会员 {source_id} 转入（{expires_on:%Y年%m月%d日}到期）",
+                reference=f"member:{source_id}",
+                operator_id=operator_id,
+            ),
+            amount,
+            balance,
+            debt,
+            at,
+        )
+        if amount - repaid:
+            insert_row(
+                session,
+                PointsLot(
+                    member_id=survivor_id,
+                    entry_id=entry.id,
+                    earned=amount - repaid,
+                    remaining=amount - repaid,
+                    expires_on=expires_on,
+                    created_at=at.now,
+                ),
+            )
+    if source_debt:
+        _set_account(session, source_id, 0, 0)
+        debt_out = Posting(
+            member_id=source_id,
+            points=source_debt,
+            kind=PointsEntryKind.MERGE,
+            idempotency_key=f"{key}:debt-out",
+            description=f"会员合并：欠分转入会员 {survivor_id}",
+            reference=f"member:{survivor_id}",
+            operator_id=operator_id,
+        )
+        _write_entry(session, debt_out, source_debt, 0, 0, at)
+        taken = min(balance, source_debt)
+        _drain_lots(session, survivor_id, taken)
+        balance, debt = balance - taken, debt + source_debt - taken
+        debt_in = Posting(
+            member_id=survivor_id,
+            points=source_debt,
+            kind=PointsEntryKind.MERGE,
+            idempotency_key=f"{key}:debt-in",
+            description=f"会员合并：由会员 {source_id} 转入欠分",
+            reference=f"member:{source_id}",
+            operator_id=operator_id,
+        )
+        _write_entry(session, debt_in, -source_debt, balance, debt, at)
+    _set_account(session, survivor_id, balance, debt)
+    return MergedPoints(points=source_balance, lots=len(moved), debt=source_debt)
+
+
 def members_with_due_lots(session: Session, *, at: MallTime, limit: int) -> list[int]:
     return list(
         session.scalars(

@@ -250,6 +250,9 @@ def adjust_by_operator(
     amount is an IdempotencyConflict; a debit never overdraws (InsufficientPoints)."""
     # Locked first, so that the member is known and a concurrent repeat waits for the first.
     points.lock_account(session, member_id)
+    merged_into = session.scalar(select(Member.merged_into_member_id).where(Member.id == member_id))
+    if merged_into is not None:
+        raise AdjustmentInvalid(f"该会员已合并到会员 {merged_into}，请在会员 {merged_into} 名下调整积分")
     repeated = (
         session.scalar(
             select(PointsEntry.id).where(PointsEntry.idempotency_key == _adjust_key(idempotency_key))
