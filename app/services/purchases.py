@@ -38,6 +38,10 @@ class ReceiptConflict(Conflict):
     code, message = "RECEIPT_CONFLICT", "该小票号已登记过一笔金额或会员不同的消费"
 
 
+class MemberMergedAway(Conflict):
+    code = "MEMBER_MERGED"
+
+
 class RefundConflict(Conflict):
     code, message = "REFUND_CONFLICT", "该退货单号已登记过一笔金额不同的退货"
 
@@ -111,6 +115,8 @@ def record_purchase(
     # Lock the member before inserting rows that reference it: the foreign key check
     # takes a shared lock on the member row, and upgrading it later would deadlock.
     member = points.lock_member(session, new.member_id) if new.member_id is not None else None
+    if member is not None and member.merged_into_member_id is not None:
+        raise MemberMergedAway(f"该会员已合并到会员 {member.merged_into_member_id}，请为合并后的会员登记")
     earned = (
         purchase_points(session, member, store, new.amount_fen, at=at, settings=settings) if member else 0
     )

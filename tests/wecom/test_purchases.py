@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.extensions import mall_time
 from app.models import (
     EarningRate,
     Member,
@@ -24,6 +25,7 @@ from app.models import (
     StaffRole,
     TierChange,
 )
+from app.services import member_merge
 from tests import factories
 from tests.flows import bearer, registered_shopper, staff_login
 
@@ -424,3 +426,25 @@ def test_a_hundred_concurrent_repeats_of_one_receipt_credit_once(
     assert len(kinds) == 1
     assert balance(client, shopper[0]) == WELCOME + 100
     verify_clean(app)
+
+
+def test_a_merged_away_member_cannot_be_credited_by_id(
+    app: Flask, client: FlaskClient, session: Session, mall: dict, staff: dict, shopper: tuple
+) -> None:
+    survivor = registered_shopper(client, "o-survivor", "13500000002")[1]
+    with app.app_context():
+        member_merge.merge(session, survivor["id"], shopper[1]["id"], operator_id=None, at=mall_time())
+    session.commit()
+
+    response = credit(
+        client,
+        staff,
+        member_id=shopper[1]["id"],
+        store_id=mall["fashion"].id,
+        receipt_no="M-1",
+        amount_fen=100,
+    )
+
+    assert response.status_code == 409 and response.get_json()["code"] == "MEMBER_MERGED"
+    assert f"会员 {survivor['id']}" in response.get_json()["message"]
+    assert session.scalar(select(func.count()).select_from(Purchase).where(Purchase.receipt_no == "M-1")) == 0
