@@ -245,13 +245,15 @@ def parse_yuan(raw: str) -> int:
     return int(fen)
 
 
-def yuan_text(fen: int | None) -> str:
-    """Fen as a form's input shows it: 1250 → "12.50"."""
+def yuan_text(fen: int | None, *, compact: bool = False) -> str:
+    """Fen as a form's input shows it: 1250 → "12.50"; `compact` (a value typed among others, as in
+    the rule builder) drops trailing zeros: 20000 → "200", 1550 → "15.5"."""
     if fen is None:
         return ""
     sign = "-" if fen < 0 else ""
     whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole}.{cents:02d}"
+    text = f"{sign}{whole}.{cents:02d}"
+    return text.rstrip("0").rstrip(".") if compact else text
 
 
 def instant_from_local(raw: str | None) -> str | None:

@@ -146,7 +146,7 @@ def _value_text(value: Any, money: bool) -> str:
     if isinstance(value, bool):
         return BOOL_TEXT[value]
     if money and isinstance(value, int):
-        return yuan_text(value)
+        return yuan_text(value, compact=True)
     return str(value)
 
 
