@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from app.console.advisor_schemas import ReassignIn
-from app.console.form_input import FormInvalid, explained, form_status, load_form
+from app.console.forms import FormInvalid, explained, form_status, format_yuan, load_form
 from app.console.org_pages import managed_store_id
 from app.console.org_schemas import ADVISOR_SORTS, AdvisorBoardArgs
 from app.console.pages import audit_console_action, bp, console_operator, console_page
@@ -53,10 +53,6 @@ class BoardLine:
     conversion_rate: str
     converted_sales: str
     new_members: int
-
-
-def yuan(fen: int) -> str:
-    return f"¥{fen / 100:,.2f}"
 
 
 def percent(rate: float | None) -> str:
@@ -102,9 +98,11 @@ def _reassign_args() -> tuple[int, int | None]:
     raw_from = request.form.get("from_staff_id", "").strip()
     raw_to = request.form.get("to_staff_id", "").strip()
     if not raw_from.isdigit():
-        raise FormInvalid("请选择转出导购", details={"from_staff_id": ["必填"]})
+        raise FormInvalid({"from_staff_id": "必填"}, "请选择转出导购")
     args = load_form(
-        ReassignIn(), {"to_staff_id": int(raw_to) if raw_to.isdigit() else (raw_to or None)}, REASSIGN_LABELS
+        ReassignIn(),
+        {"to_staff_id": int(raw_to) if raw_to.isdigit() else (raw_to or None)},
+        labels=REASSIGN_LABELS,
     )
     return int(raw_from), args["to_staff_id"]
 
@@ -115,9 +113,9 @@ def _render_board(error: DomainError | None) -> str | tuple[str, int]:
     at = mall_time()
     raw = {key: value for key, value in request.args.items() if value.strip()}
     try:
-        args = load_form(AdvisorBoardArgs(), raw, BOARD_LABELS)
+        args = load_form(AdvisorBoardArgs(), raw, labels=BOARD_LABELS)
     except FormInvalid as bad_filter:
-        error, args = bad_filter, load_form(AdvisorBoardArgs(), {}, BOARD_LABELS)
+        error, args = bad_filter, load_form(AdvisorBoardArgs(), {}, labels=BOARD_LABELS)
     last: date = args["to"] or at.today
     first: date = args["from_"] or last - timedelta(days=DEFAULT_RANGE_DAYS - 1)
     store_id = args["store_id"]
@@ -170,6 +168,6 @@ def _line(row: advisor_kpis.AdvisorKpi, store_names: dict[int, str]) -> BoardLin
         completion_rate=percent(row.completion_rate),
         conversion=f"{row.converted_members} / {row.contacted_members}",
         conversion_rate=percent(row.conversion_rate),
-        converted_sales=yuan(row.converted_sales_fen),
+        converted_sales=format_yuan(row.converted_sales_fen),
         new_members=row.new_members,
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import render_template, request
 
-from app.console.form_input import FormInvalid, day_bounds, load_form
+from app.console.forms import FormInvalid, day_bounds, load_form
 from app.console.org_schemas import AuditFilterArgs
 from app.console.pages import bp, console_page
 from app.db import transaction
@@ -90,7 +90,7 @@ def audit_log() -> str | tuple[str, int]:
     at = mall_time()
     try:
         args = load_form(
-            AuditFilterArgs(), {k: v for k, v in request.args.items() if v.strip()}, FILTER_LABELS
+            AuditFilterArgs(), {k: v for k, v in request.args.items() if v.strip()}, labels=FILTER_LABELS
         )
     except FormInvalid as error:
         with transaction() as session:

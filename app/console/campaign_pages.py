@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from app.console.coupon_schemas import AdminCampaignIn
-from app.console.form_support import FormInvalid, integer, load_form, page_number
+from app.console.forms import form_failure, integer, load_form, page_number
 from app.console.pages import audit_console_action, bp, console_operator, console_page
 from app.db import run_transaction, transaction
 from app.errors import DomainError
@@ -102,7 +102,7 @@ def new_campaign() -> str | Response | tuple[str, int]:
     }
     operator_id = console_operator().id
     try:
-        args = load_form(AdminCampaignIn(), {k: v for k, v in data.items() if v is not None}, errors)
+        args = load_form(AdminCampaignIn(), {k: v for k, v in data.items() if v is not None}, errors=errors)
 
         def create(session: Session) -> int:
             campaign = campaigns.create_segment_campaign(
@@ -130,8 +130,8 @@ def new_campaign() -> str | Response | tuple[str, int]:
             return campaign.id
 
         campaign_id = run_transaction(create)
-    except (FormInvalid, DomainError) as error:
-        refused = error if isinstance(error, FormInvalid) else FormInvalid.from_domain_error(error)
+    except DomainError as error:
+        refused = form_failure(error, missing_is_invalid=True)
         return _render_form(state, refused.errors, refused.message), refused.status
     return redirect(url_for("console.campaigns_list", created=campaign_id))
 

@@ -13,16 +13,16 @@ from werkzeug.wrappers import Response
 
 from app.console.coupon_schemas import AdminCouponTemplateIn, AdminCouponTemplateOut
 from app.console.dashboard_views import percent
-from app.console.form_support import (
-    FormInvalid,
-    fen_from_yuan,
+from app.console.forms import (
+    FormFailure,
+    form_failure,
     instant_from_local,
     integer,
     load_form,
     local_input,
-    mall_tz,
     page_number,
-    yuan_input,
+    parse_yuan,
+    yuan_text,
 )
 from app.console.pages import audit_console_action, bp, console_operator, console_page
 from app.db import run_transaction, transaction
@@ -57,6 +57,8 @@ TERM_FIELDS = (
     "parking_minutes",
     "parking_value_fen",
 )
+# One hint for every way an amount can be mistyped here (letters, a third decimal, a minus sign).
+YUAN_HINT = "金额应为数字，最多两位小数"
 YUAN_FIELDS = ("face_value_fen", "min_spend_fen", "max_discount_fen", "parking_value_fen")
 INTEGER_FIELDS = (
     "discount_percent",
@@ -102,10 +104,11 @@ def _payload(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         if name not in terms:
             continue
         if name in YUAN_FIELDS:
+            raw = state.get(name, "").strip()
             try:
-                data[name] = fen_from_yuan(state.get(name))
-            except ValueError as error:
-                errors[name] = str(error)
+                data[name] = parse_yuan(raw) if raw else None
+            except ValueError:
+                errors[name] = YUAN_HINT
         elif name in INTEGER_FIELDS:
             data[name] = integer(state.get(name))
         else:
@@ -118,11 +121,11 @@ def _payload(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
             errors["valid_days_after_issue"] = "请填写领取后有效天数"
     else:
         for name in ("valid_from", "valid_until"):
-            data[name] = instant_from_local(state.get(name), mall_tz())
+            data[name] = instant_from_local(state.get(name))
             if data[name] is None:
                 errors[name] = "固定有效期须同时填写开始和结束时间"
-    data["claim_starts_at"] = instant_from_local(state.get("claim_starts_at"), mall_tz())
-    data["claim_ends_at"] = instant_from_local(state.get("claim_ends_at"), mall_tz())
+    data["claim_starts_at"] = instant_from_local(state.get("claim_starts_at"))
+    data["claim_ends_at"] = instant_from_local(state.get("claim_ends_at"))
     data["store_ids"] = [integer(value) for value in state["store_ids"]]
     data["eligible_tier_ids"] = [integer(value) for value in state["eligible_tier_ids"]]
     data["store_categories"] = [value for value in state["store_categories"] if value.strip()]
@@ -133,12 +136,11 @@ def _payload(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 def _template_values(form: MultiDict[str, str]) -> coupon_templates.TemplateValues:
     """The posted form, checked by the admin API's schema; FormInvalid says what to correct."""
     data, errors = _payload(_form_state(form))
-    return coupon_templates.TemplateValues(**load_form(AdminCouponTemplateIn(), data, errors))
+    return coupon_templates.TemplateValues(**load_form(AdminCouponTemplateIn(), data, errors=errors))
 
 
 def _state_of(template: CouponTemplate) -> dict[str, Any]:
     """A stored template as the form shows it."""
-    tz = mall_tz()
     state: dict[str, Any] = {
         "kind": template.kind.value,
         "name": template.name,
@@ -157,8 +159,8 @@ def _state_of(template: CouponTemplate) -> dict[str, Any]:
         "eligible_tier_ids": [str(tier_id) for tier_id in template.eligible_tier_ids],
         "refund_points_on_expiry": template.refund_points_on_expiry,
     }
-    state.update({name: yuan_input(getattr(template, name)) for name in YUAN_FIELDS})
-    state.update({name: local_input(getattr(template, name), tz) for name in INSTANT_FIELDS})
+    state.update({name: yuan_text(getattr(template, name) or None) for name in YUAN_FIELDS})
+    state.update({name: local_input(getattr(template, name)) for name in INSTANT_FIELDS})
     return state
 
 
@@ -205,11 +207,12 @@ def _render_form(
     )
 
 
-def _refused(invalid: FormInvalid, template: CouponTemplate | None) -> tuple[str, int]:
+def _refused(error: DomainError, template: CouponTemplate | None) -> tuple[str, int]:
+    failure: FormFailure = form_failure(error, missing_is_invalid=True)
     state = _form_state(request.form)
     return _render_form(
-        state, template=template, errors=invalid.errors, message=invalid.message
-    ), invalid.status
+        state, template=template, errors=failure.errors, message=failure.message
+    ), failure.status
 
 
 def _snapshot(template: CouponTemplate) -> dict[str, Any]:
@@ -266,10 +269,8 @@ def new_coupon() -> str | Response | tuple[str, int]:
             return template.id
 
         template_id = run_transaction(create)
-    except FormInvalid as invalid:
-        return _refused(invalid, None)
     except DomainError as error:
-        return _refused(FormInvalid.from_domain_error(error), None)
+        return _refused(error, None)
     return redirect(url_for("console.coupons", saved=template_id))
 
 
@@ -295,10 +296,8 @@ def edit_coupon(template_id: int) -> str | Response | tuple[str, int]:
             )
 
         run_transaction(update)
-    except FormInvalid as invalid:
-        return _refused(invalid, template)
     except DomainError as error:
-        return _refused(FormInvalid.from_domain_error(error), template)
+        return _refused(error, template)
     return redirect(url_for("console.coupons", saved=template_id))
 
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from flask import render_template, request
 
-from app.console.form_input import FormInvalid, load_form
+from app.console.forms import FormInvalid, load_form
 from app.console.job_schemas import JobRunListArgs
 from app.console.pages import bp, console_page
 from app.db import transaction, utcnow
@@ -39,7 +39,9 @@ class RunLine:
 def job_runs() -> str | tuple[str, int]:
     raw = {key: value for key, value in request.args.items() if value.strip()}
     try:
-        args = load_form(JobRunListArgs(), {"per_page": PER_PAGE, **raw}, {"job": "任务", "page": "页码"})
+        args = load_form(
+            JobRunListArgs(), {"per_page": PER_PAGE, **raw}, labels={"job": "任务", "page": "页码"}
+        )
     except FormInvalid as error:
         page = render_template("console/jobs.html", runs=[], jobs=sorted(JOBS), error=error.message, total=0)
         return page, error.status

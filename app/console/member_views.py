@@ -8,19 +8,18 @@ store's member is a 403 on every page and action.
 
 from __future__ import annotations
 
-import io
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from flask import redirect, render_template, request, send_file, url_for
 from marshmallow import ValidationError
-from openpyxl import Workbook
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from app.console.excel import XLSX_MIMETYPE, workbook_of
+from app.console.forms import format_mall_date
 from app.console.member_labels import LABELS
 from app.console.pages import audit_console_action, bp, console_operator, console_page
 from app.console.points_schemas import PointsAdjustmentIn
@@ -65,19 +64,7 @@ def _cursor(raw: str | None) -> int | None:
     return int(raw)
 
 
-def yuan(fen: int) -> str:
-    return f"¥{fen / 100:,.2f}"
-
-
-def local_time(at: datetime | None) -> str:
-    return "—" if at is None else at.astimezone(mall_time().tz).strftime("%Y-%m-%d %H:%M")
-
-
-def local_date(at: datetime | None) -> str:
-    return "—" if at is None else at.astimezone(mall_time().tz).strftime("%Y-%m-%d")
-
-
-_FORMATTERS = {"yuan": yuan, "local_time": local_time, "local_date": local_date, "labels": LABELS}
+_FORMATTERS = {"labels": LABELS}
 
 
 @bp.route("/members", methods=["GET", "POST"])
@@ -127,48 +114,34 @@ def export_members() -> Response | tuple[str, int]:
         search = _search_from(request.form, store_id)
         vault = extensions().phone_vault
         with transaction() as session:
-            workbook, count = _workbook(
-                member_search.export_rows(session, search, vault, limit=MAX_EXPORT_ROWS)
-            )
+            rows = member_search.export_rows(session, search, vault, limit=MAX_EXPORT_ROWS)
+            workbook, count = workbook_of("会员", EXPORT_COLUMNS, (_export_line(row) for row in rows))
             audit_console_action(
                 session, "member.export", "member", detail={"filter": search.describe(), "rows": count}
             )
     except SearchInvalid as invalid:
         raw = {"q": request.form.get("q", ""), "by": request.form.get("by", "auto")}
         return _search_page(raw, [], None, invalid.message), 422
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    buffer.seek(0)
     name = f"members-{mall_time().now.astimezone(mall_time().tz):%Y%m%d-%H%M%S}.xlsx"
     return send_file(
-        buffer,
-        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        workbook,
+        mimetype=XLSX_MIMETYPE,
         as_attachment=True,
         download_name=name,
     )
 
 
-def _workbook(rows: Iterable[MemberRow]) -> tuple[Workbook, int]:
-    """A write-only workbook: rows go out as they are read, never held as cells in memory. The phone
-    column is the masked phone; no role may export full numbers."""
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("会员")
-    sheet.append(EXPORT_COLUMNS)
-    count = 0
-    for row in rows:
-        sheet.append(
-            [
-                row.id,
-                row.phone_masked,
-                row.nickname or "",
-                row.tier_name,
-                row.points_balance,
-                local_date(row.joined_at),
-                row.advisor_name or "",
-            ]
-        )
-        count += 1
-    return workbook, count
+def _export_line(row: MemberRow) -> tuple[object, ...]:
+    """The phone column is the masked phone; no role may export full numbers."""
+    return (
+        row.id,
+        row.phone_masked,
+        row.nickname or "",
+        row.tier_name,
+        row.points_balance,
+        format_mall_date(row.joined_at),
+        row.advisor_name or "",
+    )
 
 
 @dataclass

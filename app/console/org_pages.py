@@ -10,7 +10,7 @@ from typing import Any
 from flask import redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from app.console.form_input import explained, form_status, form_values, load_form
+from app.console.forms import explained, form_status, form_values, load_form
 from app.console.org_schemas import (
     OPERATOR_PASSWORD_MIN_LENGTH,
     OperatorIn,
@@ -110,7 +110,7 @@ def store_edit(store_id: int) -> Response | str | tuple[str, int]:
 
 
 def _store_fields(form: Mapping[str, str]) -> stores.StoreFields:
-    args = load_form(StoreIn(), form_values(form, STORE_LABELS), STORE_LABELS)
+    args = load_form(StoreIn(), form_values(form, STORE_LABELS), labels=STORE_LABELS)
     return stores.StoreFields(**args)
 
 
@@ -165,7 +165,7 @@ def staff_new() -> Response | str | tuple[str, int]:
     if request.method == "GET":
         return _staff_form(None, {"store_id": own_store or ""}, own_store)
     try:
-        args = load_form(StaffIn(), _staff_values(own_store), STAFF_LABELS)
+        args = load_form(StaffIn(), _staff_values(own_store), labels=STAFF_LABELS)
         with transaction() as session:
             created = staff.create_staff(session, **args)
             detail = {**args, "role": created.role.value}
@@ -184,7 +184,7 @@ def staff_edit(staff_id: int) -> Response | str | tuple[str, int]:
         values = {"name": record.name, "role": record.role.value, "store_id": record.store_id or ""}
         return _staff_form(record, values, own_store)
     try:
-        args = load_form(StaffUpdateIn(), _staff_values(own_store), STAFF_LABELS)
+        args = load_form(StaffUpdateIn(), _staff_values(own_store), labels=STAFF_LABELS)
         with transaction() as session:
             changed = staff.update_staff(session, staff_id, **args)
             if changed:
@@ -250,7 +250,9 @@ def operator_new() -> Response | str | tuple[str, int]:
         return _operator_form(None, {})
     try:
         args = load_form(
-            OperatorIn(), form_values(request.form, OPERATOR_LABELS, integers=("store_id",)), OPERATOR_LABELS
+            OperatorIn(),
+            form_values(request.form, OPERATOR_LABELS, integers=("store_id",)),
+            labels=OPERATOR_LABELS,
         )
         with transaction() as session:
             created = operators.create_operator(session, operators.NewOperator(**args))
@@ -282,7 +284,7 @@ def operator_edit(operator_id: int) -> Response | str | tuple[str, int]:
         args = load_form(
             OperatorUpdateIn(),
             form_values(request.form, OPERATOR_LABELS, integers=("store_id",)),
-            OPERATOR_LABELS,
+            labels=OPERATOR_LABELS,
         )
         with transaction() as session:
             changed = operators.update_operator(
@@ -316,7 +318,7 @@ def operator_reset_password(operator_id: int) -> Response | str | tuple[str, int
     with transaction() as session:
         record = operators.get_operator(session, operator_id)
     try:
-        args = load_form(PasswordResetIn(), form_values(request.form, ("password",)), OPERATOR_LABELS)
+        args = load_form(PasswordResetIn(), form_values(request.form, ("password",)), labels=OPERATOR_LABELS)
         with transaction() as session:
             operators.reset_password(session, operator_id, args["password"])
             # Never the password itself, nor its hash.

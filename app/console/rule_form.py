@@ -11,15 +11,14 @@ import json
 import re
 from dataclasses import dataclass
 from dataclasses import field as default_of
-from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 
-import marshmallow as ma
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from app.errors import ValidationFailed, in_chinese
+from app.console.forms import format_yuan, parse_yuan, yuan_text
+from app.errors import ValidationFailed
 from app.mall_time import MallTime
 from app.models import Tier
 from app.models.tag import Tag
@@ -45,10 +44,6 @@ LIST_SEPARATORS = re.compile(r"[,，、\s]+")
 RANGE_SEPARATORS = re.compile(r"[,，~～\s]+")
 ROW_PATH = re.compile(r"^rule\.(?:all|any)\[(\d+)\](?:\.(field|op|value))?$")
 PART_NAMES = {"field": "字段", "op": "运算", "value": "值"}
-
-
-class FormInvalid(ValidationFailed):
-    code, message = "INVALID_FORM", "表单填写有误"
 
 
 class RuleFormInvalid(ValidationFailed):
@@ -151,25 +146,8 @@ def _value_text(value: Any, money: bool) -> str:
     if isinstance(value, bool):
         return BOOL_TEXT[value]
     if money and isinstance(value, int):
-        return _yuan(value)
+        return yuan_text(value, compact=True)
     return str(value)
-
-
-def _yuan(fen: int) -> str:
-    """1500 → "15", 1550 → "15.5", 1505 → "15.05"."""
-    return f"{Decimal(fen) / 100:f}"
-
-
-def load_form(schema: ma.Schema, data: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
-    """`data` through the admin API's schema, its first complaint in Chinese naming the form's field."""
-    try:
-        return cast(dict[str, Any], schema.load(data))
-    except ma.ValidationError as error:
-        messages = in_chinese(error.normalized_messages())
-        name, problem = next(iter(messages.items()))
-        while isinstance(problem, list | dict):
-            problem = next(iter(problem.values())) if isinstance(problem, dict) else problem[0]
-        raise FormInvalid(f"{labels.get(name, name)}：{problem}") from error
 
 
 def rule_of(draft: RuleDraft, catalog: RuleCatalog) -> dict[str, Any]:
@@ -216,8 +194,11 @@ def _typed(op: str, text: str, described: dict[str, Any]) -> Any:
 def _scalar(text: str, described: dict[str, Any]) -> Any:
     """Text as the field's type where it reads as one; left as text otherwise, for the rule's own
     check to refuse with its message."""
-    if described.get("unit") == "yuan" and re.fullmatch(r"-?\d+(\.\d{1,2})?", text):
-        return int(Decimal(text) * 100)
+    if described.get("unit") == "yuan":
+        try:
+            return parse_yuan(text)
+        except ValueError:
+            return text
     if described["value_type"] == "int" and re.fullmatch(r"-?\d+", text):
         return int(text)
     if described["value_type"] == "bool":
@@ -270,5 +251,5 @@ def _shown(value: Any, field_name: str, catalog: RuleCatalog, op: Any) -> str:
     if isinstance(value, bool):
         return BOOL_TEXT[value]
     if field_name.endswith("_fen") and isinstance(value, int):
-        return f"¥{value / 100:,.2f}"
+        return format_yuan(value)
     return catalog.value_labels.get(field_name, {}).get(str(value), str(value))

@@ -11,7 +11,7 @@ from flask import redirect, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from app.console.forms import FormInvalid, form_failure, load_form, parse_yuan, yuan_text
+from app.console.forms import FormInvalid, form_failure, load_form, parse_yuan, read_form, yuan_text
 from app.console.pages import audit_console_action, bp, console_operator, console_page
 from app.console.parking_schemas import ParkingRulesIn
 from app.console.points_schemas import AdminTierIn
@@ -72,9 +72,8 @@ def _tier_form(tier_id: int | None) -> Response | tuple[str, int]:
             values["free_parking_minutes_per_day"] = "0"
         return render_rules("tier_form.html", values=values, **context)
     try:
-        tier_values = points_rules.TierValues(
-            **load_form(AdminTierIn(), request.form, yuan_fields=TIER_YUAN_FIELDS)
-        )
+        data, typing_errors = read_form(AdminTierIn(), request.form, yuan_fields=TIER_YUAN_FIELDS)
+        tier_values = points_rules.TierValues(**load_form(AdminTierIn(), data, errors=typing_errors))
         run_transaction(lambda session: _save_tier(session, tier_id, tier_values))
     except DomainError as error:
         failure = form_failure(error)
@@ -210,9 +209,8 @@ def rules_parking() -> Response | tuple[str, int]:
     try:
         typed, origin, spending_errors = _spending_input(spending)
         try:
-            args = load_form(
-                ParkingRulesIn(), request.form, yuan_fields=PARKING_YUAN_FIELDS, extra={SPENDING_ROWS: typed}
-            )
+            data, typing_errors = read_form(ParkingRulesIn(), request.form, yuan_fields=PARKING_YUAN_FIELDS)
+            args = load_form(ParkingRulesIn(), {**data, SPENDING_ROWS: typed}, errors=typing_errors)
         except FormInvalid as error:
             raise FormInvalid({**_renumbered(error.errors, origin), **spending_errors}) from error
         if spending_errors:

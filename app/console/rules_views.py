@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from app.console.forms import form_failure, load_form, yuan_text
+from app.console.forms import form_failure, load_form, read_form, yuan_text
 from app.console.pages import audit_console_action, bp, console_operator, console_page
 from app.console.points_schemas import CheckInBonusIn, EarningRateIn, PointsPromotionIn, PointsSettingsIn
 from app.db import run_transaction, transaction
@@ -223,9 +223,9 @@ def _settings_page(
         return render_rules(template, settings=settings, values=values, **extra)
     operator_id, at = console_operator().id, mall_time()
     try:
-        changes = load_form(
-            PointsSettingsIn(only=page_fields), request.form, yuan_fields=SETTINGS_YUAN_FIELDS
-        )
+        schema = PointsSettingsIn(only=page_fields)
+        data, typing_errors = read_form(schema, request.form, yuan_fields=SETTINGS_YUAN_FIELDS)
+        changes = load_form(schema, data, errors=typing_errors)
 
         def work(session: Session) -> None:
             before = snapshot(points_rules.locked_settings(session), SETTINGS_FIELDS)
@@ -287,7 +287,7 @@ def rules_referral() -> Response | tuple[str, int]:
 @console_page(*EDITORS)
 def create_check_in_bonus() -> Response | tuple[str, int]:
     try:
-        args = load_form(CheckInBonusIn(), request.form)
+        args = load_form(CheckInBonusIn(), read_form(CheckInBonusIn(), request.form)[0])
 
         def work(session: Session) -> None:
             bonus = points_rules.create_check_in_bonus(session, **args)
@@ -357,9 +357,8 @@ def _earning_rate_form(rate_id: int | None) -> Response | tuple[str, int]:
         values = form_values(rate, RATE_FIELDS, RATE_YUAN_FIELDS)
         return render_rules("earning_rate_form.html", values=values, **context)
     try:
-        rate_values = points_rules.EarningRateValues(
-            **load_form(EarningRateIn(), request.form, yuan_fields=RATE_YUAN_FIELDS)
-        )
+        data, typing_errors = read_form(EarningRateIn(), request.form, yuan_fields=RATE_YUAN_FIELDS)
+        rate_values = points_rules.EarningRateValues(**load_form(EarningRateIn(), data, errors=typing_errors))
         run_transaction(lambda session: _save_earning_rate(session, rate_id, rate_values))
     except DomainError as error:
         failure = form_failure(error)
@@ -452,7 +451,9 @@ def _promotion_form(promotion_id: int | None) -> Response | tuple[str, int]:
             values["multiplier_percent"] = "200"
         return render_rules("promotion_form.html", values=values, **context)
     try:
-        promotion_values = points_rules.PromotionValues(**load_form(PointsPromotionIn(), request.form))
+        promotion_values = points_rules.PromotionValues(
+            **load_form(PointsPromotionIn(), read_form(PointsPromotionIn(), request.form)[0])
+        )
         run_transaction(lambda session: _save_promotion(session, promotion_id, promotion_values))
     except DomainError as error:
         failure = form_failure(error)

@@ -9,13 +9,21 @@ from typing import Any
 from flask import Response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.console.form_input import FormInvalid, explained, form_status, form_values, load_form
+from app.console.forms import (
+    FormInvalid,
+    explained,
+    form_status,
+    form_values,
+    format_mall_datetime,
+    load_form,
+    page_number,
+)
 from app.console.org_pages import managed_store_id
 from app.console.pages import audit_console_action, bp, console_operator, console_page
 from app.console.schemas import QrSceneIn
 from app.db import transaction
 from app.errors import DomainError, Forbidden, ValidationFailed
-from app.extensions import extensions, mall_time
+from app.extensions import extensions
 from app.models import OperatorRole, QrScene, SceneKind
 from app.services import advisors, scenes, staff, stores
 
@@ -53,9 +61,12 @@ def scene_create() -> BaseResponse | str | tuple[str, int]:
     if own_store is not None:
         values["store_id"] = own_store  # a store manager's codes are their store's
     try:
-        args = load_form(QrSceneIn(), values, SCENE_LABELS)
+        args = load_form(QrSceneIn(), values, labels=SCENE_LABELS)
         if args["kind"] not in CONSOLE_KINDS:
-            raise FormInvalid("类型：推荐码由会员在小程序内分享生成，不能在后台创建")
+            raise FormInvalid(
+                {"kind": "推荐码由会员在小程序内分享生成，不能在后台创建"},
+                "类型：推荐码由会员在小程序内分享生成，不能在后台创建",
+            )
         with transaction() as session:
             scene = scenes.create_scene(session, scenes.NewScene(**args), operator_id=console_operator().id)
             advisor_id = scene.advisor_id
@@ -90,9 +101,7 @@ def scene_image(scene_id: int) -> Response:
 
 def _render_list(error: DomainError | None, values: Any) -> str | tuple[str, int]:
     own_store = managed_store_id(console_operator())
-    raw_page = request.args.get("page", "1").strip()
-    page = int(raw_page) if raw_page.isdigit() and int(raw_page) >= 1 else 1
-    tz = mall_time().tz
+    page = page_number(request.args.get("page"))
     with transaction() as session:
         rows = scenes.list_scenes(session, offset=(page - 1) * PER_PAGE, limit=PER_PAGE, store_id=own_store)
         total = scenes.count_scenes(session, store_id=own_store)
@@ -104,7 +113,7 @@ def _render_list(error: DomainError | None, values: Any) -> str | tuple[str, int
     advisor_names = {person.id: person.name for person in advisor_choices}
     html = render_template(
         "console/scenes.html",
-        rows=[_line(scene, signups, store_names, advisor_names, tz) for scene in rows],
+        rows=[_line(scene, signups, store_names, advisor_names) for scene in rows],
         page=page,
         pages=max(1, -(-total // PER_PAGE)),
         total=total,
@@ -125,7 +134,6 @@ def _line(
     signups: dict[int, int],
     store_names: dict[int, str],
     advisor_names: dict[int, str],
-    tz: Any,
 ) -> dict[str, Any]:
     return {
         "id": scene.id,
@@ -135,5 +143,5 @@ def _line(
         "store": store_names.get(scene.store_id, "—") if scene.store_id else "—",
         "advisor": advisor_names.get(scene.advisor_id, f"#{scene.advisor_id}") if scene.advisor_id else "—",
         "signups": signups.get(scene.id, 0),
-        "created_at": scene.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+        "created_at": format_mall_datetime(scene.created_at),
     }

@@ -6,30 +6,25 @@ batch at a time and streams them into a write-only workbook."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from io import BytesIO
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import redirect, render_template, request, send_file, url_for
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from app.console.excel import XLSX_MIMETYPE, workbook_of
+from app.console.forms import FORM_STATUSES, format_mall_datetime, load_form
 from app.console.pages import audit_console_action, bp, console_operator, console_page
 from app.console.rule_form import (
     RuleDraft,
     draft_from_form,
     draft_from_rule,
     load_catalog,
-    load_form,
     rule_of,
     summarize,
 )
 from app.console.tag_pages import (
     EDITORS,
-    FORM_STATUSES,
     VIEWERS,
     builder_context,
     can_change,
@@ -44,7 +39,6 @@ from app.models import Segment
 from app.services import audit, segments
 
 SEGMENT_FORM_LABELS = {"name": "名称", "description": "说明", "rule": "规则"}
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 EXPORT_COLUMNS = ("会员号", "昵称", "手机号（脱敏）", "会员等级", "积分余额", "入会时间")
 
 
@@ -97,7 +91,7 @@ def segment_new() -> Response | str | tuple[str, int]:
 
     def create(session: Session) -> int:
         rule = rule_of(draft, load_catalog(session, at, with_tags=True))
-        args = load_form(SegmentIn(), {**values, "rule": rule}, SEGMENT_FORM_LABELS)
+        args = load_form(SegmentIn(), {**values, "rule": rule}, labels=SEGMENT_FORM_LABELS)
         segment = segments.create_segment(session, **args, operator_id=operator_id, at=at)
         audit_console_action(
             session, "segment.create", "segment", segment.id, {"name": segment.name, "rule": segment.rule}
@@ -126,7 +120,7 @@ def segment_edit(segment_id: int) -> Response | str | tuple[str, int]:
 
     def update(session: Session) -> None:
         rule = rule_of(draft, load_catalog(session, at, with_tags=True))
-        args = load_form(SegmentIn(), {**values, "rule": rule}, SEGMENT_FORM_LABELS)
+        args = load_form(SegmentIn(), {**values, "rule": rule}, labels=SEGMENT_FORM_LABELS)
         stored = segments.get_segment(session, segment_id)
         before = {"name": stored.name, "description": stored.description, "rule": stored.rule}
         segments.update_segment(session, segment_id, **args, at=at)
@@ -162,45 +156,24 @@ def segment_export(segment_id: int) -> Response:
     at = mall_time()
     with transaction() as session:
         segment = segments.get_segment(session, segment_id)
-        workbook, exported = _members_workbook(segments.export_rows(session, segment, at), at.tz)
+        lines = (_export_line(row) for row in segments.export_rows(session, segment, at))
+        workbook, exported = workbook_of("会员", EXPORT_COLUMNS, lines)
         audit_console_action(
             session, "segment.export", "segment", segment_id, {"name": segment.name, "members": exported}
         )
     name = f"人群_{segment.name}_{at.today.isoformat()}.xlsx"
-    return send_file(workbook, mimetype=XLSX, as_attachment=True, download_name=name)
+    return send_file(workbook, mimetype=XLSX_MIMETYPE, as_attachment=True, download_name=name)
 
 
-def _members_workbook(rows: Iterable[Any], tz: ZoneInfo) -> tuple[BytesIO, int]:
-    """A write-only workbook: each row goes to a temporary file as it is appended, so memory stays
-    flat however large the segment. Nicknames are written as text, never as formulas (a nickname
-    of "=HYPERLINK(…)" must not run in the operator's Excel)."""
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("会员")
-    sheet.append(list(EXPORT_COLUMNS))
-    count = 0
-    for row in rows:
-        joined = row.joined_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-        sheet.append(
-            [
-                row.id,
-                _text(sheet, row.nickname or ""),
-                _text(sheet, row.phone_masked),
-                _text(sheet, row.tier_name),
-                row.points_balance,
-                joined,
-            ]
-        )
-        count += 1
-    buffer = BytesIO()
-    workbook.save(buffer)
-    buffer.seek(0)
-    return buffer, count
-
-
-def _text(sheet: Any, value: str) -> Any:
-    cell = WriteOnlyCell(sheet, value=value)
-    cell.data_type = "s"
-    return cell
+def _export_line(row: Any) -> tuple[Any, ...]:
+    return (
+        row.id,
+        row.nickname or "",
+        row.phone_masked,
+        row.tier_name,
+        row.points_balance,
+        format_mall_datetime(row.joined_at),
+    )
 
 
 def _segment_fields() -> dict[str, Any]:

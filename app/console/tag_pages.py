@@ -6,13 +6,13 @@ functions the admin API uses: the count is the nightly refresh's own rule evalua
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from flask import redirect, render_template, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from app.console.forms import FORM_STATUSES, load_form
 from app.console.pages import MARKETING_VIEWERS, audit_console_action, bp, console_operator, console_page
 from app.console.rule_form import (
     GROUPS,
@@ -23,7 +23,6 @@ from app.console.rule_form import (
     draft_from_rule,
     error_text,
     load_catalog,
-    load_form,
     rule_of,
     summarize,
 )
@@ -48,22 +47,16 @@ TAG_FORM_LABELS = {
     "rule": "规则",
     "active": "状态",
 }
+
+
 # Form problems are shown on the form again; anything else (403, 404) is the error page.
-FORM_STATUSES = (400, 409, 422)
-
-
 def can_change() -> bool:
     return console_operator().role in EDITORS
 
 
-def local_time(moment: datetime | None) -> str:
-    """An instant as the mall's clock reads it."""
-    return "—" if moment is None else moment.astimezone(mall_time().tz).strftime("%Y-%m-%d %H:%M")
-
-
 def page_after() -> tuple[int, int]:
     """Keyset paging by member id: (after, limit) from the query string, checked by the API's schema."""
-    args = load_form(HoldersArgs(), {"after": request.args.get("after") or 0, "limit": PAGE_SIZE}, {})
+    args = load_form(HoldersArgs(), {"after": request.args.get("after") or 0, "limit": PAGE_SIZE})
     return args["after"], args["limit"]
 
 
@@ -111,7 +104,6 @@ def tag_detail(tag_id: int) -> str:
         total=total,
         kind_labels=KIND_LABELS,
         source_labels=SOURCE_LABELS,
-        local_time=local_time,
         can_edit=can_change() and tag.kind is not TagKind.SYSTEM,
     )
 
@@ -127,7 +119,9 @@ def tag_new() -> Response | str | tuple[str, int]:
 
     def create(session: Session) -> int:
         rule = rule_of(draft, load_catalog(session, at, with_tags=False))
-        args = load_form(TagIn(), {**values, "kind": TagKind.RULE.value, "rule": rule}, TAG_FORM_LABELS)
+        args = load_form(
+            TagIn(), {**values, "kind": TagKind.RULE.value, "rule": rule}, labels=TAG_FORM_LABELS
+        )
         tag = tags.create_tag(session, **args, operator_id=operator_id, at=at)
         audit_console_action(
             session, "tag.create", "tag", tag.id, {"code": tag.code, "name": tag.name, "rule": tag.rule}
@@ -161,7 +155,7 @@ def tag_edit(tag_id: int) -> Response | str | tuple[str, int]:
         rule = (
             rule_of(draft, load_catalog(session, at, with_tags=False)) if tag.kind is TagKind.RULE else None
         )
-        args = load_form(TagUpdateIn(), {**values, "rule": rule}, TAG_FORM_LABELS)
+        args = load_form(TagUpdateIn(), {**values, "rule": rule}, labels=TAG_FORM_LABELS)
         stored = tags.get_tag(session, tag_id)
         before = {
             "name": stored.name,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from app.console.form_support import FormInvalid, integer, load_form
+from app.console.forms import form_failure, integer, load_form
 from app.console.pages import audit_console_action, bp, console_operator, console_page
 from app.console.task_schemas import TaskRuleIn, TaskRuleOut, TaskSettingsIn, TaskSettingsOut
 from app.db import run_transaction, transaction
@@ -80,7 +80,7 @@ def _rule_values(state: dict[str, Any]) -> task_rules.RuleValues:
         errors["task_type"] = "请选择任务类型"
     data["active"] = bool(state["active"])
     payload = {name: value for name, value in data.items() if value is not None}
-    return task_rules.RuleValues(**load_form(TaskRuleIn(), payload, errors))
+    return task_rules.RuleValues(**load_form(TaskRuleIn(), payload, errors=errors))
 
 
 def _snapshot(rule: TaskRule) -> dict[str, Any]:
@@ -123,8 +123,8 @@ def _render_form(
     )
 
 
-def _refused(error: FormInvalid | DomainError, rule: TaskRule | None) -> tuple[str, int]:
-    invalid = error if isinstance(error, FormInvalid) else FormInvalid.from_domain_error(error)
+def _refused(error: DomainError, rule: TaskRule | None) -> tuple[str, int]:
+    invalid = form_failure(error, missing_is_invalid=True)
     page = _render_form(_form_state(request.form), rule=rule, errors=invalid.errors, message=invalid.message)
     return page, invalid.status
 
@@ -178,7 +178,7 @@ def new_task_rule() -> str | Response | tuple[str, int]:
             return rule.id
 
         rule_id = run_transaction(create)
-    except (FormInvalid, DomainError) as error:
+    except DomainError as error:
         return _refused(error, None)
     return redirect(url_for("console.task_rules_list", saved=rule_id))
 
@@ -201,7 +201,7 @@ def edit_task_rule(rule_id: int) -> str | Response | tuple[str, int]:
             )
 
         run_transaction(update)
-    except (FormInvalid, DomainError) as error:
+    except DomainError as error:
         return _refused(error, rule)
     return redirect(url_for("console.task_rules_list", saved=rule_id))
 
@@ -247,7 +247,7 @@ def save_task_settings() -> Response | tuple[str, int]:
             )
 
         run_transaction(save)
-    except (FormInvalid, DomainError) as error:
-        invalid = error if isinstance(error, FormInvalid) else FormInvalid.from_domain_error(error)
+    except DomainError as error:
+        invalid = form_failure(error, missing_is_invalid=True)
         return _render_list(state, invalid.errors, invalid.message), invalid.status
     return redirect(url_for("console.task_rules_list", settings_saved=1))
