@@ -44,6 +44,9 @@ class Config:
     AUTH_TOKEN_TTL_SECONDS: int = 7 * 24 * 3600
     MEMBER_CODE_SECRET: str = _DEV_SECRET + "-member-code"
     MEMBER_CODE_STEP_SECONDS: int = 60
+    # Master key from which each POS terminal's signing secret is derived (HMAC of its key id):
+    # the database holds no secret, and changing this key voids every terminal's secret.
+    POS_KEY_SECRET: str = _DEV_SECRET + "-pos-key"
     PRIVACY_POLICY_VERSION: str = "2026-11"
     ADMIN_LOGIN_MAX_FAILURES: int = 5
     ADMIN_LOGIN_LOCKOUT_SECONDS: int = 900
@@ -157,6 +160,7 @@ class ProductionConfig(Config):
                 "PHONE_ENCRYPTION_KEY",
                 "PHONE_INDEX_KEY",
                 "MEMBER_CODE_SECRET",
+                "POS_KEY_SECRET",
                 "CARPARK_SIGNING_KEY",
             )
             if _DEV_SECRET in getattr(self, name) or getattr(self, name) == _DEV_PHONE_KEY

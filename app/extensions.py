@@ -25,6 +25,7 @@ from app.ratelimit import LoginThrottle
 from app.reference_cache import ReferenceCache
 from app.services.coupon_claims import ClaimShortcut
 from app.services.member_codes import MemberCodeSigner
+from app.services.pos import PosKeyring
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Extensions:
     mall_tz: ZoneInfo
     carpark: CarParkClient
     claim_shortcut: ClaimShortcut
+    pos_keyring: PosKeyring
 
 
 def init_extensions(app: Flask, config: Config) -> None:
@@ -88,6 +90,7 @@ def init_extensions(app: Flask, config: Config) -> None:
             timeout=config.CARPARK_TIMEOUT_SECONDS,
         ),
         claim_shortcut=ClaimShortcut(redis_client, memory_ms=config.SOLD_OUT_MEMORY_MS),
+        pos_keyring=PosKeyring(config.POS_KEY_SECRET),
     )
 
 

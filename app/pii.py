@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -31,8 +32,11 @@ class ProtectedPhone:
 
 
 def normalize_phone(phone: str) -> str:
-    """Mainland mobile numbers only, with an optional +86/86 prefix stripped."""
-    digits = re.sub(r"[\s-]", "", phone)
+    """Mainland mobile numbers only, with an optional +86/86 prefix stripped.
+
+    Full-width digits, plus signs and dashes (as typed on a Chinese keyboard) count as their ASCII forms.
+    """
+    digits = re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", phone))
     for prefix in ("+86", "0086"):
         digits = digits.removeprefix(prefix)
     if len(digits) == 13 and digits.startswith("86"):

@@ -16,6 +16,7 @@ def register_admin_api(api: Api) -> None:
         parking_views,
         partner_views,
         points_views,
+        pos_terminal_views,
         scene_views,
         tag_views,
         task_views,
@@ -27,6 +28,7 @@ def register_admin_api(api: Api) -> None:
     api.register_blueprint(points_views.blp)
     api.register_blueprint(tier_views.blp)
     api.register_blueprint(partner_views.blp)
+    api.register_blueprint(pos_terminal_views.blp)
     api.register_blueprint(coupon_views.blp)
     api.register_blueprint(parking_views.blp)
     api.register_blueprint(tag_views.blp)

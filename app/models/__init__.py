@@ -46,6 +46,7 @@ from app.models.points import (
     PointsPromotion,
     PointsSettings,
 )
+from app.models.pos import PosRequestNonce, PosTerminal
 from app.models.purchase import Purchase, PurchaseRefund
 from app.models.push import (
     JobRun,
@@ -135,6 +136,8 @@ __all__ = [
     "PointsLot",
     "PointsPromotion",
     "PointsSettings",
+    "PosRequestNonce",
+    "PosTerminal",
     "Purchase",
     "PurchaseRefund",
     "QrScene",

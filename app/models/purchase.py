@@ -39,6 +39,8 @@ class Purchase(Base):
     points_earned: Mapped[int] = mapped_column(default=0)
     points_clawed_back: Mapped[int] = mapped_column(default=0)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    # Set instead of staff_id when a POS terminal reported the sale.
+    pos_terminal_id: Mapped[int | None] = mapped_column(ForeignKey("pos_terminals.id"))
     purchased_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -57,4 +59,5 @@ class PurchaseRefund(Base):
     amount_fen: Mapped[int]
     points_clawed_back: Mapped[int]
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    pos_terminal_id: Mapped[int | None] = mapped_column(ForeignKey("pos_terminals.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,4 +1,4 @@
-"""Partners' API under /api/partner/v1, HMAC-signed per partner."""
+"""Partners' API under /api/partner/v1 and store POS terminals' under /api/pos/v1, HMAC-signed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from flask_smorest import Api
 
 
 def register_partner_api(api: Api) -> None:
-    from app.partner_api import views
+    from app.partner_api import pos_views, views
 
     api.register_blueprint(views.blp)
+    api.register_blueprint(pos_views.blp)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -201,6 +201,19 @@ class MemberCard:
 
     member: Member
     tier: Tier
+
+
+def member_id_by_phone(session: Session, vault: PhoneVault, phone: str) -> int | None:
+    """The member with this phone, in any usual spelling (+86, spaces, dashes, full-width digits),
+    found through the blind index; a merged member stands for the member it was merged into.
+    None for an unknown or invalid phone."""
+    try:
+        index = vault.blind_index(phone)
+    except InvalidPhone:
+        return None
+    return session.scalar(
+        select(func.coalesce(Member.merged_into_member_id, Member.id)).where(Member.phone_index == index)
+    )
 
 
 def member_card(session: Session, member: Member) -> MemberCard:

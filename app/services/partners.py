@@ -18,8 +18,8 @@ from app.db import RetryableConflict
 from app.errors import Conflict, NotFound
 from app.mall_time import MallTime
 from app.models import Member, Partner, PartnerActivityCredit, PointsEntryKind, PointsSettings
-from app.pii import InvalidPhone, PhoneVault
-from app.services import points
+from app.pii import PhoneVault
+from app.services import members, points
 
 # Activities partners commonly report, as a shopper reads them in their points history.
 _ACTIVITY_NAMES = {
@@ -213,13 +213,7 @@ def _member_id(session: Session, report: ActivityReport, vault: PhoneVault) -> i
             )
         )
     else:
-        try:
-            index = vault.blind_index(report.phone or "")
-        except InvalidPhone as exc:
-            raise MemberNotFound() from exc
-        found = session.scalar(
-            select(func.coalesce(Member.merged_into_member_id, Member.id)).where(Member.phone_index == index)
-        )
+        found = members.member_id_by_phone(session, vault, report.phone or "")
     if found is None:
         raise MemberNotFound()
     return found

@@ -102,13 +102,21 @@ def check_repeat(existing: Purchase, new: NewPurchase) -> None:
 
 
 def record_purchase(
-    session: Session, new: NewPurchase, *, staff: Staff, at: MallTime, settings: PointsSettings
+    session: Session,
+    new: NewPurchase,
+    *,
+    staff: Staff | None,
+    at: MallTime,
+    settings: PointsSettings,
+    pos_terminal_id: int | None = None,
 ) -> PurchaseResult:
     """Record a sale once per (store, receipt); for a member, credit its points and maybe upgrade the tier.
 
-    A repeat (a retry, or a concurrent request for the same receipt) returns the recorded purchase.
+    Recorded by a staff member (limited to their store) or by a POS terminal (whose caller has
+    already fixed the store to the terminal's). A repeat (a retry, or a concurrent request for the
+    same receipt) returns the recorded purchase.
     """
-    check_store_access(staff, new.store_id)
+    _check_recorder(staff, pos_terminal_id, new.store_id)
     store = store_by_id(session, new.store_id)
     if store is None:
         raise NotFound("门店不存在")
@@ -120,7 +128,9 @@ def record_purchase(
     earned = (
         purchase_points(session, member, store, new.amount_fen, at=at, settings=settings) if member else 0
     )
-    purchase = _insert_purchase(session, new, staff=staff, at=at, points_earned=earned)
+    purchase = _insert_purchase(
+        session, new, staff=staff, pos_terminal_id=pos_terminal_id, at=at, points_earned=earned
+    )
     if purchase is None:  # a repeat: the receipt is known
         existing = find_purchase(session, new.store_id, new.receipt_no)
         if existing is None:
@@ -140,7 +150,7 @@ def record_purchase(
                 idempotency_key=f"purchase:{purchase.id}",
                 description=f"{store.name} 消费 ¥{_yuan(purchase.amount_fen)}",
                 reference=f"purchase:{purchase.id}",
-                staff_id=staff.id,
+                staff_id=staff.id if staff else None,
             ),
             at=at,
             settings=settings,
@@ -151,8 +161,22 @@ def record_purchase(
     return PurchaseResult(purchase, created=True, member=member, tier_change=tier_change)
 
 
+def _check_recorder(staff: Staff | None, pos_terminal_id: int | None, store_id: int) -> None:
+    """Exactly one of a staff member and a POS terminal records a sale or refund."""
+    if (staff is None) == (pos_terminal_id is None):
+        raise ValueError("a purchase is recorded by either a staff member or a POS terminal")
+    if staff is not None:
+        check_store_access(staff, store_id)
+
+
 def _insert_purchase(
-    session: Session, new: NewPurchase, *, staff: Staff, at: MallTime, points_earned: int
+    session: Session,
+    new: NewPurchase,
+    *,
+    staff: Staff | None,
+    pos_terminal_id: int | None,
+    at: MallTime,
+    points_earned: int,
 ) -> Purchase | None:
     """The new purchase, or None when its (store, receipt) is already recorded.
 
@@ -164,7 +188,8 @@ def _insert_purchase(
         store_id=new.store_id,
         receipt_no=new.receipt_no,
         amount_fen=new.amount_fen,
-        staff_id=staff.id,
+        staff_id=staff.id if staff else None,
+        pos_terminal_id=pos_terminal_id,
         purchased_at=new.paid_at or at.now,
         points_earned=points_earned,
         created_at=at.now,
@@ -191,22 +216,27 @@ def credit_scanned_purchase(
     *,
     member_code: str | None,
     signer: MemberCodeSigner,
-    staff: Staff,
+    staff: Staff | None,
     at: MallTime,
     settings: PointsSettings,
+    pos_terminal_id: int | None = None,
 ) -> PurchaseResult:
     """A purchase identified by a scanned member code (spent only when the receipt is new),
     by a member id, or by neither (a non-member sale)."""
     if member_code and new.member_id:
         raise ValidationFailed(details={"member_code": ["会员码与会员编号只能填写一个"]})
-    check_store_access(staff, new.store_id)
+    _check_recorder(staff, pos_terminal_id, new.store_id)
     if member_code:
         if existing := find_purchase(session, new.store_id, new.receipt_no):
             check_repeat(existing, replace(new, member_id=signer.member_id_of(member_code)))
             return PurchaseResult(existing, created=False, member=_member(session, existing.member_id))
-        member = member_codes.redeem_member_code(session, signer, member_code, staff_id=staff.id, at=at.now)
+        member = member_codes.redeem_member_code(
+            session, signer, member_code, staff_id=staff.id if staff else None, at=at.now
+        )
         new = replace(new, member_id=member.id)
-    return record_purchase(session, new, staff=staff, at=at, settings=settings)
+    return record_purchase(
+        session, new, staff=staff, at=at, settings=settings, pos_terminal_id=pos_terminal_id
+    )
 
 
 def purchase_points(
@@ -229,16 +259,26 @@ def purchase_points(
 
 
 def refund_purchase(
-    session: Session, purchase_id: int, refund_no: str, amount_fen: int, *, staff: Staff, at: MallTime
+    session: Session,
+    purchase_id: int,
+    refund_no: str,
+    amount_fen: int,
+    *,
+    staff: Staff | None,
+    at: MallTime,
+    pos_terminal_id: int | None = None,
 ) -> RefundResult:
-    """Refund part or all of a purchase once per refund number, clawing back proportional points."""
+    """Refund part or all of a purchase once per refund number, clawing back proportional points.
+
+    By a staff member (limited to their store) or a POS terminal (its caller checks the store).
+    """
     member_id = session.scalar(select(Purchase.member_id).where(Purchase.id == purchase_id))
     if member_id is not None:
         points.lock_account(session, member_id)  # members first, then their purchases: one lock order
     purchase = session.get(Purchase, purchase_id, with_for_update=True, populate_existing=True)
     if purchase is None:
         raise NotFound("消费记录不存在")
-    check_store_access(staff, purchase.store_id)
+    _check_recorder(staff, pos_terminal_id, purchase.store_id)
     existing = session.scalars(
         select(PurchaseRefund).where(
             PurchaseRefund.purchase_id == purchase.id, PurchaseRefund.refund_no == refund_no
@@ -261,7 +301,8 @@ def refund_purchase(
         refund_no=refund_no,
         amount_fen=amount_fen,
         points_clawed_back=claw,
-        staff_id=staff.id,
+        staff_id=staff.id if staff else None,
+        pos_terminal_id=pos_terminal_id,
     )
     session.add(refund)
     try:
@@ -281,7 +322,7 @@ def refund_purchase(
                 idempotency_key=f"refund:{refund.id}",
                 description=f"退货 ¥{_yuan(amount_fen)}，扣回消费积分",
                 reference=f"purchase:{purchase.id}",
-                staff_id=staff.id,
+                staff_id=staff.id if staff else None,
             ),
             at=at,
             from_entry_id=earned_entry,

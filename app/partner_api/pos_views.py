@@ -1,0 +1,124 @@
+"""Store POS terminals report sales and refunds in real time, each request HMAC-signed with a nonce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+from sqlalchemy.orm import Session
+
+from app.db import run_transaction
+from app.extensions import extensions, mall_time
+from app.partner_api import signing
+from app.partner_api.pos_schemas import PosPurchaseIn, PosPurchaseResultOut, PosRefundIn, PosRefundOut
+from app.services import points, pos
+
+POS_SECURITY: list[dict[str, list[str]]] = [{"posSignature": []}]
+
+_SIGNATURE_HEADERS: list[dict[str, Any]] = [
+    {
+        "in": "header",
+        "name": signing.POS_KEY_ID_HEADER,
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "终端密钥编号（新建终端或更换密钥时获得）",
+    },
+    {
+        "in": "header",
+        "name": signing.TIMESTAMP_HEADER,
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "description": f"签名时间（Unix 秒），与服务器时间相差不得超过 {signing.MAX_CLOCK_SKEW_SECONDS} 秒",
+    },
+    {
+        "in": "header",
+        "name": signing.NONCE_HEADER,
+        "required": True,
+        "schema": {"type": "string", "pattern": f"^{signing.NONCE_PATTERN}$"},
+        "description": "请求随机数，16–64 位字母、数字、_ 或 -；同一终端不得重复使用",
+    },
+    {
+        "in": "header",
+        "name": signing.SIGNATURE_HEADER,
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "description": "小写十六进制 HMAC-SHA256 签名，见安全方案 posSignature",
+    },
+]
+
+_SIGNATURE_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": signing.SIGNATURE_HEADER,
+    "description": (
+        "POS 终端签名：X-Signature = hex(HMAC-SHA256(终端密钥, "
+        '"{X-Timestamp}\\n{X-Nonce}\\n{METHOD}\\n{path}\\n" + 原始请求体字节))，'
+        "path 不含查询串，如 /api/pos/v1/purchases；同时携带 X-Pos-Key-Id、X-Timestamp（Unix 秒）"
+        "与 X-Nonce。签名错误、密钥已更换或终端停用、时间戳超出 ±5 分钟、nonce 重复均返回 401。"
+    ),
+}
+
+
+class _SignedBlueprint(Blueprint):
+    """Declares the POS signature scheme in the spec of whichever API registers the blueprint."""
+
+    def register_views_in_doc(self, api: Any, app: Any, spec: Any, *, name: Any, parameters: Any) -> Any:
+        if "posSignature" not in spec.components.security_schemes:
+            spec.components.security_scheme("posSignature", _SIGNATURE_SCHEME)
+        return super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)
+
+
+blp = _SignedBlueprint(
+    "pos", __name__, url_prefix="/api/pos/v1", description="门店 POS：实时消费与退货（HMAC 签名）"
+)
+
+
+@blp.route("/purchases", methods=["POST"])
+@blp.doc(security=POS_SECURITY, parameters=_SIGNATURE_HEADERS)
+@signing.pos_signature_required
+@blp.arguments(PosPurchaseIn())
+@blp.response(201, PosPurchaseResultOut, description="新登记的消费")
+@blp.alt_response(200, schema=PosPurchaseResultOut, description="同一小票重复提交：返回原记录")
+def record_purchase(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """登记本终端门店的消费并为会员积分：会员码或手机号识别会员，都不填为非会员消费；同一小票只记一次"""
+    terminal = signing.current_pos_terminal()
+    ext = extensions()
+    at = mall_time()
+    sale = pos.PosSale(**args)
+
+    def work(session: Session) -> dict[str, Any]:
+        result = pos.record_sale(
+            session,
+            terminal,
+            sale,
+            vault=ext.phone_vault,
+            signer=ext.member_code_signer,
+            at=at,
+            settings=points.points_settings(session),
+        )
+        return {"purchase": result.purchase, "member": result.member, "created": result.created}
+
+    body = run_transaction(work)
+    return body, 201 if body.pop("created") else 200
+
+
+@blp.route("/refunds", methods=["POST"])
+@blp.doc(security=POS_SECURITY, parameters=_SIGNATURE_HEADERS)
+@signing.pos_signature_required
+@blp.arguments(PosRefundIn())
+@blp.response(201, PosRefundOut, description="新登记的退货")
+@blp.alt_response(200, schema=PosRefundOut, description="同一退货单号重复提交：返回原记录")
+def record_refund(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """登记本终端门店一笔消费的退货（部分或全部），按比例扣回积分；同一退货单号只记一次"""
+    terminal = signing.current_pos_terminal()
+    at = mall_time()
+    result = run_transaction(lambda session: pos.record_refund(session, terminal, at=at, **args))
+    refund = result.refund
+    body = {
+        "id": refund.id,
+        "refund_no": refund.refund_no,
+        "amount_fen": refund.amount_fen,
+        "points_clawed_back": refund.points_clawed_back,
+        "purchase": result.purchase,
+    }
+    return body, 201 if result.created else 200
