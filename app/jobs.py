@@ -33,6 +33,7 @@ from app.services import (
     member_codes,
     parking,
     points,
+    pos,
     push,
     rewards,
     scheduling,
@@ -144,6 +145,13 @@ def run_campaigns() -> str:
 def purge_member_codes() -> str:
     with transaction() as session:
         return f"purged {member_codes.purge_used_codes(session, mall_time().now)} used member codes"
+
+
+def purge_pos_nonces() -> str:
+    """Forget POS request nonces older than the signature window: their timestamps refuse them anyway."""
+    before = mall_time().now - pos.NONCE_RETENTION
+    with transaction() as session:
+        return f"purged {pos.purge_nonces(session, before=before)} POS request nonces"
 
 
 def reconcile_parking() -> str:
@@ -282,6 +290,7 @@ JOBS: dict[str, Job] = {
     "send-outbox": Job(send_outbox, {"minute": "*"}),
     "run-campaigns": Job(run_campaigns, {"minute": "*"}),
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
+    "purge-pos-nonces": Job(purge_pos_nonces, {"minute": "*/15"}),
     "reconcile-parking": Job(reconcile_parking, {"minute": "*/5"}),
     "wecom-events": Job(process_wecom_events, {"minute": "*"}),
     "sync-corp-tags": Job(sync_corp_tags, {"minute": "*/5"}),

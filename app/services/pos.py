@@ -25,6 +25,10 @@ from app.pii import PhoneVault
 from app.services import audit, members, purchases
 from app.services.member_codes import MemberCodeSigner
 
+# How long a spent nonce is remembered: twice the ±5-minute signature window, since a timestamp may
+# lie up to one window in the future as well as the past (app.partner_api.signing checks the window).
+NONCE_RETENTION = timedelta(minutes=10)
+
 
 class PosTerminalNotFound(NotFound):
     code, message = "POS_TERMINAL_NOT_FOUND", "POS 终端不存在"
@@ -177,11 +181,6 @@ def use_nonce(session: Session, terminal_id: int, nonce: str, *, at: datetime) -
 def purge_nonces(session: Session, *, before: datetime) -> int:
     """Forget nonces older than the signature window: a request that old is refused by its timestamp."""
     return session.execute(delete(PosRequestNonce).where(PosRequestNonce.created_at < before)).rowcount
-
-
-def nonce_retention(window_seconds: int) -> timedelta:
-    # Twice the window: the timestamp may be up to one window in the future as well as the past.
-    return timedelta(seconds=2 * window_seconds)
 
 
 def record_sale(

@@ -7,6 +7,7 @@ import hmac
 import json
 import secrets
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
+from app import jobs
 from app.db import utcnow
 from app.extensions import extensions, mall_time
 from app.models import (
@@ -25,6 +27,7 @@ from app.models import (
     OperatorRole,
     PointsEntry,
     PointsEntryKind,
+    PosRequestNonce,
     Purchase,
     PurchaseRefund,
     Store,
@@ -170,7 +173,8 @@ def test_the_same_receipt_with_another_amount_is_a_conflict(
 
 
 @pytest.mark.parametrize(
-    "spelling", ["+86 138-0000-0000", "８６１３８００００００００", "+86１３８ ００００ ００００", "138 0000 0000"]
+    "spelling",
+    ["+86 138-0000-0000", "８６１３８００００００００", "+86１３８ ００００ ００００", "138 0000 0000"],
 )
 def test_a_member_is_found_by_phone_however_it_is_spelled(
     client: FlaskClient, session: Session, terminal: dict, member_id: int, spelling: str
@@ -243,7 +247,9 @@ def test_a_refund_claws_back_points_once_per_refund_number(
 
 
 def test_a_refund_of_an_unknown_receipt_is_not_found(client: FlaskClient, terminal: dict) -> None:
-    response = post_signed(client, terminal, REFUNDS, {"receipt_no": "nope", "refund_no": "T", "amount_fen": 1})
+    response = post_signed(
+        client, terminal, REFUNDS, {"receipt_no": "nope", "refund_no": "T", "amount_fen": 1}
+    )
 
     assert response.status_code == 404
     assert response.get_json()["code"] == "PURCHASE_NOT_FOUND"
@@ -409,3 +415,16 @@ def test_terminal_management_is_for_admins_only(
 
 def test_terminal_management_needs_an_operator_token(client: FlaskClient) -> None:
     assert client.get(TERMINALS).status_code == 401
+
+
+def test_the_purge_job_forgets_only_nonces_older_than_the_window(
+    app: Flask, client: FlaskClient, session: Session, terminal: dict
+) -> None:
+    post_signed(client, terminal, PURCHASES, sale("R-1"), nonce="old-nonce-0000000001")
+    post_signed(client, terminal, PURCHASES, sale("R-2"), nonce="new-nonce-0000000002")
+    old = session.scalars(select(PosRequestNonce).where(PosRequestNonce.nonce.startswith("old"))).one()
+    old.created_at = utcnow() - timedelta(minutes=11)
+    session.commit()
+
+    assert jobs.run_job(app, "purge-pos-nonces") == "purged 1 POS request nonces"
+    assert session.scalars(select(PosRequestNonce.nonce)).all() == ["new-nonce-0000000002"]
