@@ -180,7 +180,8 @@ def use_nonce(session: Session, terminal_id: int, nonce: str, *, at: datetime) -
 
 def purge_nonces(session: Session, *, before: datetime) -> int:
     """Forget nonces older than the signature window: a request that old is refused by its timestamp."""
-    return session.execute(delete(PosRequestNonce).where(PosRequestNonce.created_at < before)).rowcount
+    result = session.execute(delete(PosRequestNonce).where(PosRequestNonce.created_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def record_sale(
