@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
 from app.db import run_transaction
@@ -59,17 +58,13 @@ _SIGNATURE_SCHEME = {
 }
 
 
-class _SignedBlueprint(Blueprint):
-    """Declares the POS signature scheme in the spec of whichever API registers the blueprint."""
-
-    def register_views_in_doc(self, api: Any, app: Any, spec: Any, *, name: Any, parameters: Any) -> Any:
-        if "posSignature" not in spec.components.security_schemes:
-            spec.components.security_scheme("posSignature", _SIGNATURE_SCHEME)
-        return super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)
-
-
-blp = _SignedBlueprint(
-    "pos", __name__, url_prefix="/api/pos/v1", description="门店 POS：实时消费与退货（HMAC 签名）"
+blp = signing.SignedBlueprint(
+    "pos",
+    __name__,
+    url_prefix="/api/pos/v1",
+    description="门店 POS：实时消费与退货（HMAC 签名）",
+    scheme_name="posSignature",
+    scheme=_SIGNATURE_SCHEME,
 )
 
 

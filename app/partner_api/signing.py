@@ -25,6 +25,7 @@ from functools import wraps
 from typing import Any, TypeVar, cast
 
 from flask import g, request
+from flask_smorest import Blueprint
 
 from app.db import transaction
 from app.errors import DomainError
@@ -166,3 +167,17 @@ def _verified_terminal() -> PosTerminal:
     with transaction() as session:
         pos.use_nonce(session, terminal.id, nonce, at=mall_time().now)
     return terminal
+
+
+class SignedBlueprint(Blueprint):
+    """A blueprint of HMAC-signed endpoints: declares its signature scheme in the spec of whichever API
+    registers it (flask-smorest has no per-blueprint security schemes)."""
+
+    def __init__(self, *args: Any, scheme_name: str, scheme: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._scheme_name, self._scheme = scheme_name, scheme
+
+    def register_views_in_doc(self, api: Any, app: Any, spec: Any, *, name: Any, parameters: Any) -> Any:
+        if self._scheme_name not in spec.components.security_schemes:
+            spec.components.security_scheme(self._scheme_name, self._scheme)
+        return super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)

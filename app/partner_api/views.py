@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
 from app.db import run_transaction
@@ -52,17 +51,13 @@ _SIGNATURE_SCHEME = {
 }
 
 
-class _SignedBlueprint(Blueprint):
-    """Declares the partner signature scheme in the spec of whichever API registers the blueprint."""
-
-    def register_views_in_doc(self, api: Any, app: Any, spec: Any, *, name: Any, parameters: Any) -> Any:
-        if "partnerSignature" not in spec.components.security_schemes:
-            spec.components.security_scheme("partnerSignature", _SIGNATURE_SCHEME)
-        return super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)
-
-
-blp = _SignedBlueprint(
-    "partner", __name__, url_prefix="/api/partner/v1", description="合作方：活动积分（HMAC 签名）"
+blp = signing.SignedBlueprint(
+    "partner",
+    __name__,
+    url_prefix="/api/partner/v1",
+    description="合作方：活动积分（HMAC 签名）",
+    scheme_name="partnerSignature",
+    scheme=_SIGNATURE_SCHEME,
 )
 
 
