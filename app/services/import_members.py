@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from app.db import RetryableConflict, insert_row
 from app.models import Member, MemberSource, PointsEntry, PointsEntryKind, Tier, TierChange
 from app.services import points, tiers
-from app.services.import_batches import BatchContext, BatchResult, Row
+from app.services.import_batches import BatchContext, BatchResult, Loader, Row
 from app.services.import_files import (
     CellInvalid,
     parse_date,
@@ -50,15 +50,27 @@ class MemberRow:
     joined_at: datetime | None
 
 
-def load_members(session: Session, rows: list[Row], context: BatchContext) -> BatchResult:
+@dataclass
+class PreparedMembers:
+    rows: list[MemberRow]
+    result: BatchResult
+    ladder: list[Tier]
+
+
+def prepare_members(rows: list[Row], ladder: list[Tier], context: BatchContext) -> PreparedMembers:
+    """Parse and check the batch; no database (tiers come with the run's reference data)."""
     result = BatchResult()
-    ladder = tiers.tiers_by_rank(session)
     parsed: list[MemberRow] = []
     for row in rows:
         try:
             parsed.append(_parse(row, context, ladder))
         except CellInvalid as exc:
             result.reject(row, str(exc))
+    return PreparedMembers(parsed, result, ladder)
+
+
+def store_members(session: Session, prepared: PreparedMembers, context: BatchContext) -> BatchResult:
+    parsed, result, ladder = prepared.rows, prepared.result, prepared.ladder
     known = _members_by_phone(session, {member_row.phone_index for member_row in parsed})
     settings = points.points_settings(session)
     for member_row in parsed:
@@ -74,6 +86,9 @@ def load_members(session: Session, rows: list[Row], context: BatchContext) -> Ba
         else:
             result.unchanged += 1
     return result
+
+
+MEMBERS_LOADER = Loader(reference=tiers.tiers_by_rank, prepare=prepare_members, store=store_members)
 
 
 def _parse(row: Row, context: BatchContext, ladder: list[Tier]) -> MemberRow:

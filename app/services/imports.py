@@ -16,8 +16,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,8 +40,8 @@ from app.services.import_files import (
     file_digest,
     open_rows,
 )
-from app.services.import_members import load_members
-from app.services.import_purchases import load_purchases
+from app.services.import_members import MEMBERS_LOADER
+from app.services.import_purchases import PURCHASES_LOADER
 
 DEFAULT_BATCH_SIZE = 2000
 # A running job not heard from for this long was stopped without saying so (killed, machine lost).
@@ -49,9 +51,9 @@ FIELDS: dict[ImportKind, tuple[Field, ...]] = {
     ImportKind.MEMBERS: MEMBER_FIELDS,
     ImportKind.PURCHASES: PURCHASE_FIELDS,
 }
-LOADERS: dict[ImportKind, Loader] = {
-    ImportKind.MEMBERS: load_members,
-    ImportKind.PURCHASES: load_purchases,
+LOADERS: dict[ImportKind, Loader[Any, Any]] = {
+    ImportKind.MEMBERS: MEMBERS_LOADER,
+    ImportKind.PURCHASES: PURCHASES_LOADER,
 }
 ISSUE_LABELS = {ImportIssueKind.REJECTED: "未导入", ImportIssueKind.CONFLICT: "冲突"}
 
@@ -165,20 +167,44 @@ def run(
         return job
 
     job = run_in_transaction(start)
-    load = LOADERS[job.kind]
+    loader = LOADERS[job.kind]
+    reference = run_in_transaction(loader.reference)
     try:
-        with open_rows(
-            path, FIELDS[job.kind], job.options.get("mapping") or {}, encoding=job.options.get("encoding")
-        ) as source:
+        with (
+            open_rows(
+                path, FIELDS[job.kind], job.options.get("mapping") or {}, encoding=job.options.get("encoding")
+            ) as source,
+            ThreadPoolExecutor(1, thread_name_prefix="import-reader") as reader,
+        ):
             if source.total is not None and job.rows_total != source.total:
                 job = run_in_transaction(lambda session: _set_total(session, job_id, source.total))
             rows = source.rows
             _skip(rows, job.rows_done)
             if progress:
                 progress(Progress(job.rows_done, job.rows_total, source.position()))
-            while batch := list(islice(rows, batch_size)):
+            started = job
+
+            def read_ahead(at: MallTime) -> tuple[int, Any] | None:
+                batch = list(islice(rows, batch_size))
+                if not batch:
+                    return None
+                return len(batch), loader.prepare(batch, reference, BatchContext(started, vault, at))
+
+            # The clock is read here, not in the thread: it may need the caller's context (Flask's).
+            pending = reader.submit(read_ahead, clock())
+            while (ready := pending.result()) is not None:
+                pending = reader.submit(read_ahead, clock())
+                size, prepared = ready
                 job = run_in_transaction(
-                    lambda session: _load_batch(session, job_id, batch, load, vault, clock)
+                    partial(
+                        _load_batch,
+                        job_id=job_id,
+                        size=size,
+                        prepared=prepared,
+                        loader=loader,
+                        vault=vault,
+                        clock=clock,
+                    )
                 )
                 if progress:
                     progress(Progress(job.rows_done, job.rows_total, source.position()))
@@ -216,8 +242,9 @@ def _locked_job(session: Session, job_id: int) -> ImportJob:
 def _load_batch(
     session: Session,
     job_id: int,
-    batch: list[Row],
-    load: Loader,
+    size: int,
+    prepared: Any,
+    loader: Loader[Any, Any],
     vault: PhoneVault,
     clock: Callable[[], MallTime],
 ) -> ImportJob:
@@ -225,11 +252,11 @@ def _load_batch(
     job = _locked_job(session, job_id)
     if job.status is not ImportStatus.RUNNING:
         raise ImportInProgress()  # taken over by another runner after our heartbeat went stale
-    result = load(session, batch, BatchContext(job, vault, at))
+    result = loader.store(session, prepared, BatchContext(job, vault, at))
     for issue in result.issues:
         issue.job_id = job_id
     session.add_all(result.issues)
-    job.rows_done += len(batch)
+    job.rows_done += size
     job.created += result.created
     job.merged += result.merged
     job.unchanged += result.unchanged
