@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -72,16 +73,17 @@ def prepare_members(rows: list[Row], ladder: list[Tier], context: BatchContext) 
 def store_members(session: Session, prepared: PreparedMembers, context: BatchContext) -> BatchResult:
     parsed, result, ladder = prepared.rows, prepared.result, prepared.ladder
     known = _members_by_phone(session, {member_row.phone_index for member_row in parsed})
-    settings = points.points_settings(session)
+    credited = _opening_credits(session, context.source, [member.id for member in known.values()])
+    opening = partial(_credit_opening_points, session, credited=credited, context=context, result=result)
     for member_row in parsed:
         member = known.get(member_row.phone_index)
         if member is None:
             member = known[member_row.phone_index] = _create(session, member_row, context, ladder[0])
-            _credit_opening_points(session, member, member_row, context, settings, result)
+            opening(member, member_row)
             result.created += 1
             continue
         changed = _merge(session, member, member_row, context, result)
-        if _credit_opening_points(session, member, member_row, context, settings, result) or changed:
+        if opening(member, member_row) or changed:
             result.merged += 1
         else:
             result.unchanged += 1
@@ -229,26 +231,45 @@ def _text(value: Any) -> str:
     return value.isoformat() if isinstance(value, date) else str(value)
 
 
+def _opening_key(source: str, member_id: int) -> str:
+    return f"import:opening:{source}:{member_id}"
+
+
+def _opening_credits(session: Session, source: str, member_ids: list[int]) -> dict[str, int]:
+    """The opening balances already credited to these members from this source, by idempotency key."""
+    if not member_ids:
+        return {}
+    keys = [_opening_key(source, member_id) for member_id in member_ids]
+    rows = session.execute(
+        select(PointsEntry.idempotency_key, PointsEntry.delta).where(PointsEntry.idempotency_key.in_(keys))
+    )
+    return {key: delta for key, delta in rows}
+
+
 def _credit_opening_points(
     session: Session,
     member: Member,
     member_row: MemberRow,
+    *,
+    credited: dict[str, int],
     context: BatchContext,
-    settings: Any,
     result: BatchResult,
 ) -> bool:
-    """The row's balance as the member's opening entry for this source, once; True when credited."""
+    """The row's balance as the member's opening entry for this source, once; True when credited.
+
+    The member is locked (found FOR UPDATE, or inserted, in this transaction) and `credited` holds its
+    earlier credit if any, so the posting needs no lookups of its own."""
     if member_row.points <= 0:
         return False
-    key = f"import:opening:{context.source}:{member.id}"
-    credited = session.scalars(select(PointsEntry).where(PointsEntry.idempotency_key == key)).one_or_none()
-    if credited is not None:
-        if credited.delta != member_row.points:
+    key = _opening_key(context.source, member.id)
+    if (earlier := credited.get(key)) is not None:
+        if earlier != member_row.points:
             result.conflict(
                 member_row.row,
-                f"会员 {member.id} 已导入期初积分 {credited.delta}，文件为 {member_row.points}，未再次入账",
+                f"会员 {member.id} 已导入期初积分 {earlier}，文件为 {member_row.points}，未再次入账",
             )
         return False
+    credited[key] = member_row.points
     points.earn(
         session,
         points.Posting(
@@ -261,7 +282,8 @@ def _credit_opening_points(
             operator_id=context.job.operator_id,
         ),
         at=context.at,
-        settings=settings,
+        settings=points.points_settings(session),
+        locked_member=member,
         expires_on=member_row.points_expire_on,
     )
     return True
