@@ -169,8 +169,21 @@ def _line(job: ImportJob) -> dict[str, Any]:
             "未导入": job.rejected,
             "冲突": job.conflicts,
         },
+        "speed": _speed_text(job) if job.status is ImportStatus.RUNNING else "",
         "has_report": bool(job.rejected or job.conflicts),
         "error": job.error,
         "created_at": format_mall_datetime(job.created_at),
         "finished_at": format_mall_datetime(job.finished_at) if job.finished_at else "",
     }
+
+
+def _speed_text(job: ImportJob) -> str:
+    """ "8,000 行/秒，预计剩余 2 分钟" while a job runs."""
+    speed = imports.speed(job)
+    if speed is None:
+        return ""
+    text = f"{speed.rows_per_second:,} 行/秒"
+    if speed.seconds_left is not None:
+        minutes, seconds = divmod(speed.seconds_left, 60)
+        text += f"，预计剩余 {minutes} 分 {seconds} 秒" if minutes else f"，预计剩余 {seconds} 秒"
+    return text

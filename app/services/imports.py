@@ -127,7 +127,13 @@ def claim(session: Session, job_id: int, *, now: datetime) -> bool:
     result = session.execute(
         update(ImportJob)
         .where(ImportJob.id == job_id, claimable)
-        .values(status=ImportStatus.RUNNING, heartbeat_at=now, error=None)
+        .values(
+            status=ImportStatus.RUNNING,
+            started_at=now,
+            rows_at_start=ImportJob.rows_done,
+            heartbeat_at=now,
+            error=None,
+        )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -204,6 +210,7 @@ def run(
                         loader=loader,
                         vault=vault,
                         clock=clock,
+                        fraction_read=source.position(),
                     )
                 )
                 if progress:
@@ -247,6 +254,7 @@ def _load_batch(
     loader: Loader[Any, Any],
     vault: PhoneVault,
     clock: Callable[[], MallTime],
+    fraction_read: float,
 ) -> ImportJob:
     at = clock()
     job = _locked_job(session, job_id)
@@ -263,6 +271,7 @@ def _load_batch(
     job.rejected += sum(issue.kind is ImportIssueKind.REJECTED for issue in result.issues)
     job.conflicts += sum(issue.kind is ImportIssueKind.CONFLICT for issue in result.issues)
     job.heartbeat_at = at.now
+    job.bytes_done = int(job.file_size * fraction_read)
     session.flush()
     return job
 
@@ -277,6 +286,31 @@ def _stop(
         job.finished_at = clock().now
     session.flush()
     return job
+
+
+@dataclass(frozen=True)
+class Speed:
+    rows_per_second: int
+    seconds_left: int | None  # None until there is something to go by
+
+
+def speed(job: ImportJob) -> Speed | None:
+    """How fast the job's current run loads, and the time it has left; None before its first batch."""
+    if job.started_at is None or job.heartbeat_at is None or job.heartbeat_at <= job.started_at:
+        return None
+    seconds = (job.heartbeat_at - job.started_at).total_seconds()
+    rows = job.rows_done - job.rows_at_start
+    if rows <= 0:
+        return None
+    rate = rows / seconds
+    if job.rows_total:
+        left = max(job.rows_total - job.rows_done, 0) / rate
+    elif job.bytes_done > 0 and job.rows_done > 0:  # a CSV: the rows left, from the bytes left
+        bytes_per_row = job.bytes_done / job.rows_done
+        left = max(job.file_size - job.bytes_done, 0) / bytes_per_row / rate
+    else:
+        return Speed(round(rate), None)
+    return Speed(round(rate), round(left))
 
 
 def job_by_id(session: Session, job_id: int) -> ImportJob:
