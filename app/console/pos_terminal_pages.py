@@ -22,7 +22,6 @@ from app.db import transaction
 from app.errors import Conflict, DomainError, ValidationFailed
 from app.extensions import extensions, mall_time
 from app.models import OperatorRole, PosTerminal
-from app.partner_api.signing import MAX_CLOCK_SKEW_SECONDS
 from app.services import pos, stores
 
 ADMIN, AUDITOR = OperatorRole.ADMIN, OperatorRole.AUDITOR
@@ -130,7 +129,6 @@ def _secret_page(session: Session, issued: pos.IssuedKey, *, created: bool) -> s
         store=store,
         secret=issued.secret,
         created=created,
-        skew_minutes=MAX_CLOCK_SKEW_SECONDS // 60,
     )
 
 
