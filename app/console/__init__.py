@@ -51,6 +51,7 @@ def register_console_pages(app: Flask) -> None:
         member_merge_pages,
         member_views,
         org_pages,
+        pos_terminal_pages,
         rules_tier_views,
         rules_views,
         scene_pages,

@@ -110,6 +110,7 @@ NAV = (
             NavItem("门店", "console.stores", (ADMIN, AUDITOR)),
             NavItem("员工", "console.staff_list", (ADMIN, AUDITOR, STORE_MANAGER)),
             NavItem("运营账号", "console.operators", (ADMIN, AUDITOR)),
+            NavItem("POS 终端", "console.pos_terminals", (ADMIN, AUDITOR)),
         ),
     ),
     NavGroup(
