@@ -49,6 +49,8 @@ ACTION_LABELS = {
     "task_rule.create": "新建任务规则",
     "task_rule.update": "修改任务规则",
     "campaign.create": "新建发券活动",
+    "import.create": "提交数据导入",
+    "import.download_report": "下载导入报告",
 }
 
 TARGET_LABELS = {
@@ -63,6 +65,7 @@ TARGET_LABELS = {
     "task_rule": "任务规则",
     "campaign": "发券活动",
     "tier": "会员等级",
+    "import_job": "导入任务",
 }
 
 FILTER_LABELS = {
