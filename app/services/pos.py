@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import insert_row
-from app.errors import DomainError, NotFound, ValidationFailed
+from app.errors import Conflict, DomainError, NotFound, ValidationFailed
 from app.mall_time import MallTime
 from app.models import PointsSettings, PosRequestNonce, PosTerminal
 from app.pii import PhoneVault
@@ -40,6 +40,10 @@ class MemberNotFound(NotFound):
 
 class PurchaseNotFound(NotFound):
     code, message = "PURCHASE_NOT_FOUND", "本门店没有该小票号的消费记录"
+
+
+class TerminalInactive(Conflict):
+    code, message = "POS_TERMINAL_INACTIVE", "该终端已停用，不能更换密钥；如需继续使用请新建终端"
 
 
 class NonceReused(DomainError):
@@ -121,8 +125,11 @@ def rotate_key(
     at: datetime,
     client_ip: str | None = None,
 ) -> IssuedKey:
-    """Issue the terminal a new key id (hence a new secret); the old key is refused from the commit on."""
+    """Issue the terminal a new key id (hence a new secret); the old key is refused from the commit on.
+    A deactivated terminal gets none: its requests are refused anyway, and a new key would only mislead."""
     terminal = _terminal_for_update(session, terminal_id)
+    if not terminal.is_active:
+        raise TerminalInactive()
     old_key_id = terminal.key_id
     terminal.key_id = _new_key_id()
     terminal.rotated_at = at

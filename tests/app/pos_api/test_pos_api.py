@@ -338,6 +338,9 @@ def test_a_deactivated_terminal_is_refused(
 
     assert_refused(post_signed(client, terminal, PURCHASES, sale()), "SIGNATURE_INVALID")
     assert purchase_count(session) == 0
+    rotation = client.post(f"{TERMINALS}/{terminal['id']}/key-rotations", headers=admin)
+    assert rotation.status_code == 409
+    assert rotation.get_json()["code"] == "POS_TERMINAL_INACTIVE"
 
 
 def test_after_a_key_rotation_the_old_key_is_refused_and_the_new_one_works(
