@@ -159,3 +159,17 @@ def test_a_garbled_file_fails_with_a_clear_message(
     assert result.exit_code != 0
     assert "文件缺少必需的列" in result.output or "编码" in result.output
     assert session.scalar(select(func.count()).select_from(Purchase)) == 0
+
+
+def test_a_merged_away_members_phone_credits_the_survivor(
+    app: Flask, session: Session, mall: tuple[Store, Member, Tier], tmp_path: Path
+) -> None:
+    _, survivor, tier = mall
+    with app.app_context():
+        vault = extensions().phone_vault
+    factories.create_member(session, vault, "13700137000", tier, merged_into_member_id=survivor.id)
+    row = ["F1-01", "R9", "10", "2026-03-01 10:00:00", "13700137000"]
+    path = write_csv(tmp_path / "pos.csv", [HEADER, row])
+
+    assert import_file(app, "purchases", path).exit_code == 0
+    assert [p.member_id for p in purchases(session)] == [survivor.id]
