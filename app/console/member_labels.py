@@ -39,7 +39,7 @@ LABELS: dict[str, dict[Any, str]] = {
         SceneKind.POSTER: "海报码",
         SceneKind.REFERRAL: "推荐码",
     },
-    "tier_reason": {"purchase": "消费升级", "review": "定期评定", "manual": "人工调整"},
+    "tier_reason": {"purchase": "消费升级", "review": "定期评定", "manual": "人工调整", "import": "数据导入"},
     "points_kind": {
         PointsEntryKind.PURCHASE: "消费",
         PointsEntryKind.REFUND: "退货扣回",
@@ -53,6 +53,7 @@ LABELS: dict[str, dict[Any, str]] = {
         PointsEntryKind.REDEMPTION: "兑换",
         PointsEntryKind.EXPIRY: "过期",
         PointsEntryKind.MERGE: "会员合并",
+        PointsEntryKind.OPENING: "期初积分",
     },
     "coupon_kind": {
         CouponKind.CASH_OFF: "满减券",

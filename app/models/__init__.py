@@ -22,6 +22,7 @@ from app.models.coupon import (
     CouponTemplate,
     TemplateStatus,
 )
+from app.models.imports import ImportIssue, ImportIssueKind, ImportJob, ImportKind, ImportStatus
 from app.models.kpi import KpiDaily
 from app.models.mall import Store
 from app.models.member import Member, MemberConsent, MemberSource, UsedMemberCode, WeChatAccount
@@ -109,6 +110,11 @@ __all__ = [
     "EarningRate",
     "ExpiryPolicy",
     "ExternalContact",
+    "ImportIssue",
+    "ImportIssueKind",
+    "ImportJob",
+    "ImportKind",
+    "ImportStatus",
     "JobRun",
     "KpiDaily",
     "LifecycleStage",

@@ -31,6 +31,7 @@ class PointsEntryKind(enum.StrEnum):
     REDEMPTION = "redemption"
     EXPIRY = "expiry"
     MERGE = "merge"  # moved between two members that an operator merged
+    OPENING = "opening"  # a balance carried over from the mall's previous system by an import
 
 
 class PointsEntry(Base):

@@ -342,12 +342,16 @@ class PointsFlow:
     expired: int
 
 
+_NOT_ISSUED = (PointsEntryKind.REFUND, PointsEntryKind.ADJUSTMENT, PointsEntryKind.OPENING)
+
+
 def points_flows(session: Session, first: date, last: date) -> list[PointsFlow]:
     """Points issued, spent and expired on each business day from `first` to `last` (every day, zeros
     included), read from the ledger with one query grouped by day and kind, so today counts too.
 
     The whole mall's: a ledger entry does not record a store. Refunds and operators' adjustments are
-    corrections, not issuing or spending, and are left out (a refund's clawback is not "spent")."""
+    corrections, not issuing or spending, and are left out (a refund's clawback is not "spent"); so are
+    imported opening balances, issued by the mall's previous system."""
     totals = {first + timedelta(days=n): [0, 0, 0] for n in range((last - first).days + 1)}
     rows = session.execute(
         select(PointsEntry.business_date, PointsEntry.kind, func.sum(PointsEntry.delta))
@@ -361,7 +365,7 @@ def points_flows(session: Session, first: date, last: date) -> list[PointsFlow]:
             issued_spent_expired[2] -= total
         elif kind is PointsEntryKind.REDEMPTION:
             issued_spent_expired[1] -= total
-        elif total > 0 and kind not in (PointsEntryKind.REFUND, PointsEntryKind.ADJUSTMENT):
+        elif total > 0 and kind not in _NOT_ISSUED:
             issued_spent_expired[0] += total
     return [PointsFlow(day, *figures) for day, figures in totals.items()]
 

@@ -84,8 +84,10 @@ def earn(
     at: MallTime,
     settings: PointsSettings,
     locked_member: Member | None = None,
+    expires_on: date | None = None,
 ) -> PointsEntry:
-    """Credit points. Outstanding debt is repaid first; the rest becomes a lot that expires per the rules.
+    """Credit points. Outstanding debt is repaid first; the rest becomes a lot that expires per the rules,
+    or on `expires_on` (an imported opening balance keeps the expiry it had in the old system).
 
     A caller that already holds the member's lock (`lock_member`) and posts under a key that
     cannot exist yet (one naming a row it has just inserted) passes the member: no re-read, no
@@ -111,7 +113,7 @@ def earn(
                 entry_id=entry.id,
                 earned=spendable,
                 remaining=spendable,
-                expires_on=expiry_date(settings, at.today),
+                expires_on=expires_on or expiry_date(settings, at.today),
                 created_at=at.now,
             ),
         )

@@ -111,6 +111,22 @@ def progress(session: Session, member: Member, *, at: MallTime) -> TierProgress:
     return TierProgress(current, rolling_spend_fen(session, member.id, at=at), better[0] if better else None)
 
 
+def change_tier(
+    session: Session, member: Member, current: Tier, target: Tier, *, reason: str, at: MallTime
+) -> None:
+    """Move a member to `target` for a reason other than spending (an import), recorded in their history
+    with the rolling spend at the time."""
+    _change_tier(
+        session,
+        member,
+        current,
+        target,
+        reason=reason,
+        spend=rolling_spend_fen(session, member.id, at=at),
+        at=at,
+    )
+
+
 def _change_tier(
     session: Session, member: Member, current: Tier, target: Tier, *, reason: str, spend: int, at: MallTime
 ) -> TierChange:

@@ -1,0 +1,73 @@
+"""What a batch of an import is: its rows, what a loader needs, and what it found (for the job's counts
+and its report)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.mall_time import MallTime
+from app.models import ImportIssue, ImportIssueKind, ImportJob
+from app.pii import PhoneVault, mask_phone, normalize_phone
+
+DEFAULT_SOURCE = "legacy"
+# A data row: its number as a spreadsheet shows it (the header is row 1) and its cells by field.
+Row = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What a batch loader needs besides the session and its rows."""
+
+    job: ImportJob
+    vault: PhoneVault
+    at: MallTime
+
+    @property
+    def source(self) -> str:
+        return str(self.job.options.get("source") or DEFAULT_SOURCE)
+
+    @property
+    def points_expire_on(self) -> date | None:
+        value = self.job.options.get("points_expire_on")
+        return date.fromisoformat(value) if value else None
+
+
+@dataclass
+class BatchResult:
+    created: int = 0
+    merged: int = 0
+    unchanged: int = 0
+    issues: list[ImportIssue] = field(default_factory=list)
+
+    def reject(self, row: Row, reason: str) -> None:
+        self.issues.append(_issue(row, ImportIssueKind.REJECTED, reason))
+
+    def conflict(self, row: Row, reason: str) -> None:
+        self.issues.append(_issue(row, ImportIssueKind.CONFLICT, reason))
+
+
+Loader = Callable[[Session, list[Row], BatchContext], BatchResult]
+
+
+def _issue(row: Row, kind: ImportIssueKind, reason: str) -> ImportIssue:
+    row_no, cells = row
+    shown = {name: _shown(name, value) for name, value in cells.items() if value is not None}
+    return ImportIssue(row_no=row_no, kind=kind, reason=reason[:500], row=shown)
+
+
+def _shown(name: str, value: Any) -> Any:
+    """A cell as the report keeps it: phones masked (even malformed ones), dates as text."""
+    if name == "phone":
+        text = str(int(value)) if isinstance(value, int | float) else str(value)
+        try:
+            return mask_phone(normalize_phone(text))
+        except ValueError:
+            return f"{text[:3]}****{text[-2:]}" if len(text) > 6 else "****"
+    if isinstance(value, datetime | date):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    return value

@@ -1,0 +1,313 @@
+"""Import jobs: one file of members or purchases, loaded in batches, each batch one transaction.
+
+A batch commits its rows, the issues it found and the job's checkpoint (`rows_done`) together, so an
+import stopped anywhere resumes after the last committed batch and never loads a row twice. Loading
+the same rows again changes nothing either: members match by phone, purchases by (store, receipt),
+opening points by (source, member). A run of a file whose job finished therefore reports every row as
+unchanged.
+
+The job of a file is found by its content (SHA-256): running a file again while its job is unfinished
+resumes that job. A job is claimed with a conditional UPDATE; a running job whose heartbeat stopped
+(its process was killed) may be claimed by the next run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, NotFound
+from app.mall_time import MallTime
+from app.models import ImportIssue, ImportIssueKind, ImportJob, ImportKind, ImportStatus
+from app.pii import PhoneVault
+from app.services.import_batches import DEFAULT_SOURCE, BatchContext, Loader, Row
+from app.services.import_files import (
+    MEMBER_FIELDS,
+    PURCHASE_FIELDS,
+    Field,
+    ImportFileInvalid,
+    file_digest,
+    open_rows,
+)
+from app.services.import_members import load_members
+from app.services.import_purchases import load_purchases
+
+DEFAULT_BATCH_SIZE = 2000
+# A running job not heard from for this long was stopped without saying so (killed, machine lost).
+HEARTBEAT_TIMEOUT = timedelta(minutes=2)
+UNFINISHED = (ImportStatus.QUEUED, ImportStatus.RUNNING, ImportStatus.INTERRUPTED)
+FIELDS: dict[ImportKind, tuple[Field, ...]] = {
+    ImportKind.MEMBERS: MEMBER_FIELDS,
+    ImportKind.PURCHASES: PURCHASE_FIELDS,
+}
+LOADERS: dict[ImportKind, Loader] = {
+    ImportKind.MEMBERS: load_members,
+    ImportKind.PURCHASES: load_purchases,
+}
+ISSUE_LABELS = {ImportIssueKind.REJECTED: "未导入", ImportIssueKind.CONFLICT: "冲突"}
+
+T = TypeVar("T")
+
+
+class ImportInProgress(Conflict):
+    code, message = "IMPORT_IN_PROGRESS", "该文件正在导入中，请等待其完成"
+
+
+class ImportJobNotFound(NotFound):
+    message = "导入任务不存在"
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    kind: ImportKind
+    path: Path
+    file_name: str
+    mapping: dict[str, str] = field(default_factory=dict)
+    encoding: str | None = None
+    # Opening points are credited once per member and source: a second file of the same source does
+    # not credit a member twice.
+    source: str = DEFAULT_SOURCE
+    points_expire_on: date | None = None
+    operator_id: int | None = None
+    stored_path: str | None = None
+
+
+def prepare(session: Session, request: ImportRequest, *, now: datetime) -> ImportJob:
+    """The job of this file: its unfinished job if there is one (to resume), else a new one."""
+    digest, size = file_digest(request.path)
+    unfinished = session.scalars(
+        select(ImportJob)
+        .where(
+            ImportJob.kind == request.kind,
+            ImportJob.file_sha256 == digest,
+            ImportJob.status.in_(UNFINISHED),
+        )
+        .order_by(ImportJob.id.desc())
+        .limit(1)
+    ).first()
+    if unfinished is not None:
+        return unfinished
+    job = ImportJob(
+        kind=request.kind,
+        status=ImportStatus.QUEUED,
+        file_name=request.file_name[:255],
+        file_sha256=digest,
+        file_size=size,
+        stored_path=request.stored_path,
+        options={
+            "mapping": request.mapping,
+            "encoding": request.encoding,
+            "source": request.source,
+            "points_expire_on": request.points_expire_on.isoformat() if request.points_expire_on else None,
+        },
+        operator_id=request.operator_id,
+        created_at=now,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def claim(session: Session, job_id: int, *, now: datetime) -> bool:
+    """Make the job ours to run: a queued or interrupted job, or a running one whose runner went quiet."""
+    claimable = ImportJob.status.in_((ImportStatus.QUEUED, ImportStatus.INTERRUPTED)) | (
+        (ImportJob.status == ImportStatus.RUNNING) & (ImportJob.heartbeat_at < now - HEARTBEAT_TIMEOUT)
+    )
+    result = session.execute(
+        update(ImportJob)
+        .where(ImportJob.id == job_id, claimable)
+        .values(status=ImportStatus.RUNNING, heartbeat_at=now, error=None)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Progress:
+    rows_done: int
+    rows_total: int | None
+    fraction: float | None  # of the file read, when rows_total is unknown
+
+
+def run(
+    job_id: int,
+    path: Path,
+    *,
+    run_in_transaction: Callable[[Callable[[Session], T]], Any],
+    vault: PhoneVault,
+    clock: Callable[[], MallTime],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Callable[[Progress], None] | None = None,
+) -> ImportJob:
+    """Claim the job and load its file from its checkpoint to the end; returns the finished job.
+
+    Raises ImportInProgress when another runner holds the job, ImportFileInvalid (the job is then
+    FAILED) for a file that cannot be read. Anything else, an interrupt included, leaves the job
+    INTERRUPTED at its last committed batch, to be resumed by the next run.
+    """
+
+    def start(session: Session) -> ImportJob:
+        if not claim(session, job_id, now=clock().now):
+            if session.get(ImportJob, job_id) is None:
+                raise ImportJobNotFound()
+            raise ImportInProgress()
+        job = session.get(ImportJob, job_id)
+        assert job is not None
+        session.refresh(job)
+        return job
+
+    job = run_in_transaction(start)
+    load = LOADERS[job.kind]
+    try:
+        with open_rows(
+            path, FIELDS[job.kind], job.options.get("mapping") or {}, encoding=job.options.get("encoding")
+        ) as source:
+            if source.total is not None and job.rows_total != source.total:
+                job = run_in_transaction(lambda session: _set_total(session, job_id, source.total))
+            rows = source.rows
+            _skip(rows, job.rows_done)
+            if progress:
+                progress(Progress(job.rows_done, job.rows_total, source.position()))
+            while batch := list(islice(rows, batch_size)):
+                job = run_in_transaction(
+                    lambda session: _load_batch(session, job_id, batch, load, vault, clock)
+                )
+                if progress:
+                    progress(Progress(job.rows_done, job.rows_total, source.position()))
+    except ImportFileInvalid as exc:
+        error = exc.message
+        run_in_transaction(lambda session: _stop(session, job_id, ImportStatus.FAILED, error, clock))
+        raise
+    except ImportInProgress:
+        raise  # another runner took the job over: it is theirs to stop
+    except BaseException:
+        run_in_transaction(lambda session: _stop(session, job_id, ImportStatus.INTERRUPTED, None, clock))
+        raise
+    return run_in_transaction(lambda session: _stop(session, job_id, ImportStatus.FINISHED, None, clock))
+
+
+def _skip(rows: Iterator[Row], count: int) -> None:
+    """Past the rows a previous run committed (read again, not loaded)."""
+    for _ in islice(rows, count):
+        pass
+
+
+def _set_total(session: Session, job_id: int, total: int | None) -> ImportJob:
+    job = _locked_job(session, job_id)
+    job.rows_total = total
+    return job
+
+
+def _locked_job(session: Session, job_id: int) -> ImportJob:
+    job = session.get(ImportJob, job_id, with_for_update=True, populate_existing=True)
+    if job is None:
+        raise ImportJobNotFound()
+    return job
+
+
+def _load_batch(
+    session: Session,
+    job_id: int,
+    batch: list[Row],
+    load: Loader,
+    vault: PhoneVault,
+    clock: Callable[[], MallTime],
+) -> ImportJob:
+    at = clock()
+    job = _locked_job(session, job_id)
+    if job.status is not ImportStatus.RUNNING:
+        raise ImportInProgress()  # taken over by another runner after our heartbeat went stale
+    result = load(session, batch, BatchContext(job, vault, at))
+    for issue in result.issues:
+        issue.job_id = job_id
+    session.add_all(result.issues)
+    job.rows_done += len(batch)
+    job.created += result.created
+    job.merged += result.merged
+    job.unchanged += result.unchanged
+    job.rejected += sum(issue.kind is ImportIssueKind.REJECTED for issue in result.issues)
+    job.conflicts += sum(issue.kind is ImportIssueKind.CONFLICT for issue in result.issues)
+    job.heartbeat_at = at.now
+    session.flush()
+    return job
+
+
+def _stop(
+    session: Session, job_id: int, status: ImportStatus, error: str | None, clock: Callable[[], MallTime]
+) -> ImportJob:
+    job = _locked_job(session, job_id)
+    job.status = status
+    job.error = error
+    if status is ImportStatus.FINISHED:
+        job.finished_at = clock().now
+    session.flush()
+    return job
+
+
+def job_by_id(session: Session, job_id: int) -> ImportJob:
+    job = session.get(ImportJob, job_id)
+    if job is None:
+        raise ImportJobNotFound()
+    return job
+
+
+def recent_jobs(session: Session, *, limit: int = 50) -> list[ImportJob]:
+    return list(session.scalars(select(ImportJob).order_by(ImportJob.id.desc()).limit(limit)))
+
+
+def resumable_jobs(session: Session, *, now: datetime) -> list[ImportJob]:
+    """Jobs a background runner should (re)start: uploaded, interrupted, or running with a stale heartbeat."""
+    stale = now - HEARTBEAT_TIMEOUT
+    return list(
+        session.scalars(
+            select(ImportJob)
+            .where(
+                ImportJob.stored_path.is_not(None),
+                ImportJob.status.in_((ImportStatus.QUEUED, ImportStatus.INTERRUPTED))
+                | ((ImportJob.status == ImportStatus.RUNNING) & (ImportJob.heartbeat_at < stale)),
+            )
+            .order_by(ImportJob.id)
+        )
+    )
+
+
+def report_csv(session: Session, job: ImportJob) -> Iterator[str]:
+    """The job's rejected and conflicting rows as CSV text (UTF-8 with a BOM, so Excel shows Chinese),
+    streamed in row order: row number, what happened, why, then the row's cells (phones masked)."""
+    fields = FIELDS[job.kind]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    buffer.write("\ufeff")
+    writer.writerow(["行号", "结果", "原因", *(f.label for f in fields)])
+    yield flush()
+    issues = session.scalars(
+        select(ImportIssue)
+        .where(ImportIssue.job_id == job.id)
+        .order_by(ImportIssue.row_no, ImportIssue.id)
+        .execution_options(yield_per=1000)
+    )
+    for issue in issues:
+        writer.writerow(
+            [
+                issue.row_no,
+                ISSUE_LABELS[issue.kind],
+                issue.reason,
+                *(issue.row.get(f.name, "") for f in fields),
+            ]
+        )
+        yield flush()

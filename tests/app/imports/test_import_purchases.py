@@ -1,0 +1,161 @@
+"""`flask import purchases`: historical sales by phone or without a member, idempotent by (store, receipt),
+conflicts and bad rows reported, Excel cells, and stats picking them up."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from openpyxl import Workbook
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.extensions import extensions
+from app.models import ImportJob, Member, PointsEntry, Purchase, Store, Tier
+from tests import factories
+from tests.app.imports.import_flows import import_file, report_rows, write_csv
+
+HEADER = ["门店编码", "小票号", "消费金额", "消费时间", "手机号"]
+
+
+@pytest.fixture
+def mall(app: Flask, session: Session) -> tuple[Store, Member, Tier]:
+    tiers = factories.create_tiers(session)
+    store = factories.create_store(session, code="F1-01", name="优衣库")
+    with app.app_context():
+        vault = extensions().phone_vault
+    member = factories.create_member(session, vault, "13800138000", tiers[0])
+    return store, member, tiers[0]
+
+
+def purchases(session: Session) -> list[Purchase]:
+    session.expire_all()
+    return list(session.scalars(select(Purchase).order_by(Purchase.receipt_no)))
+
+
+def test_purchases_load_for_members_and_non_members_in_fen_and_utc_without_points(
+    app: Flask, session: Session, mall: tuple[Store, Member, Tier], tmp_path: Path
+) -> None:
+    store, member, _ = mall
+    path = write_csv(
+        tmp_path / "pos.csv",
+        [
+            HEADER,
+            ["F1-01", "R001", "128.50", "2026-03-01 14:30:00", "+86 138 0013 8000"],
+            ["优衣库", "R002", "￥1,000", "2026/03/02 09:00:00", ""],
+        ],
+        encoding="gbk",
+    )
+
+    result = import_file(app, "purchases", path)
+
+    assert result.exit_code == 0, result.output
+    assert "2 created" in result.output
+    first, second = purchases(session)
+    assert (first.store_id, first.member_id, first.amount_fen, first.points_earned) == (
+        store.id,
+        member.id,
+        12850,
+        0,
+    )
+    assert first.purchased_at == datetime(2026, 3, 1, 6, 30, tzinfo=UTC)  # 14:30 in Shanghai
+    assert (second.member_id, second.amount_fen) == (None, 100000)  # a non-member sale, found by store name
+    assert session.scalar(select(func.count()).select_from(PointsEntry)) == 0
+    session.expire_all()
+    assert session.get(Member, member.id).points_balance == 0
+
+
+def test_reimporting_changes_nothing_and_differing_receipts_are_conflicts(
+    app: Flask, session: Session, mall: tuple[Store, Member, Tier], tmp_path: Path
+) -> None:
+    rows = [
+        HEADER,
+        ["F1-01", "R001", "100.00", "2026-03-01 14:30:00", "13800138000"],
+        ["F1-01", "R001", "100.00", "2026-03-01 14:30:00", "13800138000"],  # the same row twice
+        ["F1-01", "R002", "50.00", "2026-03-01 15:00:00", ""],
+        ["F1-01", "R002", "60.00", "2026-03-01 15:00:00", ""],  # same receipt, another amount
+    ]
+    path = write_csv(tmp_path / "pos.csv", rows)
+
+    first = import_file(app, "purchases", path)
+    again = import_file(app, "purchases", path)
+
+    assert "2 created, 0 merged, 2 unchanged, 0 rejected, 1 conflicts" in first.output
+    assert "0 created, 0 merged, 4 unchanged, 0 rejected, 1 conflicts" in again.output
+    assert [(p.receipt_no, p.amount_fen) for p in purchases(session)] == [("R001", 10000), ("R002", 5000)]
+    assert "与文件第 4 行小票号相同但内容不同" in report_rows(path)[0]["原因"]
+
+    changed = write_csv(tmp_path / "fix.csv", [HEADER, ["F1-01", "R001", "99.00", "2026-03-01 14:30:00", ""]])
+    result = import_file(app, "purchases", changed)
+    assert "1 conflicts" in result.output
+    assert "小票已登记（¥100.00，会员" in report_rows(changed)[0]["原因"]
+    assert purchases(session)[0].amount_fen == 10000  # the recorded sale stays
+
+
+def test_bad_rows_are_rejected_with_reasons(
+    app: Flask, session: Session, mall: tuple[Store, Member, Tier], tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path / "pos.csv",
+        [
+            HEADER,
+            ["F1-01", "OK1", "10", "2026-03-01 10:00:00", ""],
+            ["NOPE", "X1", "10", "2026-03-01 10:00:00", ""],
+            ["F1-01", "X2", "10.005", "2026-03-01 10:00:00", ""],
+            ["F1-01", "X3", "0", "2026-03-01 10:00:00", ""],
+            ["F1-01", "X4", "10", "明天", ""],
+            ["F1-01", "X5", "10", "2999-01-01 10:00:00", ""],
+            ["F1-01", "X6", "10", "2026-03-01 10:00:00", "13900139000"],
+            ["F1-01", "", "10", "2026-03-01 10:00:00", ""],
+        ],
+    )
+
+    result = import_file(app, "purchases", path)
+
+    assert result.exit_code == 0, result.output
+    assert "1 created" in result.output and "7 rejected" in result.output
+    reasons = [row["原因"] for row in report_rows(path)]
+    assert reasons == [
+        "未知门店「NOPE」（请填门店编码）",
+        "金额最多两位小数",
+        "金额须大于 0",
+        "时间格式错误（如 2026-05-20 14:30:00）",
+        "消费时间晚于现在",
+        "手机号不是会员（请先导入会员）",
+        "缺少小票号",
+    ]
+    assert report_rows(path)[5]["手机号"] == "139****9000"
+    assert [p.receipt_no for p in purchases(session)] == ["OK1"]
+
+
+def test_excel_datetimes_and_numeric_cells(
+    app: Flask, session: Session, mall: tuple[Store, Member, Tier], tmp_path: Path
+) -> None:
+    _, member, _ = mall
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["store", "receipt_no", "amount", "purchased_at", "phone"])
+    sheet.append(["F1-01", 20260301001, 88.8, datetime(2026, 3, 1, 20, 15), 13800138000])
+    path = tmp_path / "pos.xlsx"
+    workbook.save(path)
+
+    result = import_file(app, "purchases", path)
+
+    assert result.exit_code == 0, result.output
+    (purchase,) = purchases(session)
+    assert (purchase.receipt_no, purchase.amount_fen, purchase.member_id) == ("20260301001", 8880, member.id)
+    assert purchase.purchased_at == datetime(2026, 3, 1, 12, 15, tzinfo=UTC)
+    assert session.scalar(select(ImportJob.rows_total)) == 1
+
+
+def test_a_garbled_file_fails_with_a_clear_message(
+    app: Flask, session: Session, mall: tuple[Store, Member, Tier], tmp_path: Path
+) -> None:
+    path = tmp_path / "pos.csv"
+    path.write_bytes("门店编码,小票号,消费金额,消费时间\n".encode("utf-16"))
+    result = import_file(app, "purchases", path)
+    assert result.exit_code != 0
+    assert "文件缺少必需的列" in result.output or "编码" in result.output
+    assert session.scalar(select(func.count()).select_from(Purchase)) == 0
