@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'side':<44}{'inserted':>11}{'seconds':>9}{'rows/s':>10}{'peak RSS MB':>13}"
-        f"{'CPU s: client':>15}{'MariaDB':>9}"
+        f"{'CPU s: client':>15}{'MariaDB':>9}{'others, cores':>15}"
     )
     _row("app: flask import purchases", first_counts.rows, first)
     _row("app: same file again (re-import)", again_inserted, again)
@@ -239,6 +239,7 @@ class Run:
     peak_rss_mb: float | None  # None for the baseline: the work is in the server
     client_cpu: float  # user + system seconds of the child (or of this process for the baseline)
     database_cpu: float | None
+    machine_cpu: float  # busy CPU seconds of the whole machine meanwhile, all processes
     stdout: str = ""
     stderr: str = ""
 
@@ -247,6 +248,12 @@ class Run:
             return []
         tail = (self.stderr or self.stdout).strip().splitlines()[-15:]
         return [f"{label}: {' '.join(self.command[-6:])} exited with {self.status}", *tail]
+
+    @property
+    def others_cores(self) -> float:
+        """Cores that other processes than the client and the database took meanwhile (shared machine)."""
+        ours = self.client_cpu + (self.database_cpu or 0.0)
+        return max(self.machine_cpu - ours, 0.0) / self.seconds if self.seconds else 0.0
 
 
 def _app_command(*arguments: str) -> list[str]:
@@ -259,6 +266,7 @@ def measure(command: list[str], database_url: str) -> Run:
     env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "development", "REDIS_URL": ""}
     meter = harness.database_meter(database_url)
     database_before = {name: read() for name, read in meter.items()}
+    machine_before = cpu.machine_seconds()
     with tempfile.TemporaryFile() as stderr:
         began = time.perf_counter()
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr)
@@ -266,6 +274,7 @@ def measure(command: list[str], database_url: str) -> Run:
         output = process.stdout.read().decode(errors="replace")
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - began
+        machine_cpu = cpu.machine_seconds() - machine_before
         process.returncode = os.waitstatus_to_exitcode(status)
         stderr.seek(0)
         errors = stderr.read().decode(errors="replace")
@@ -277,6 +286,7 @@ def measure(command: list[str], database_url: str) -> Run:
         peak_rss_mb=usage.ru_maxrss / 1024,
         client_cpu=usage.ru_utime + usage.ru_stime,
         database_cpu=database_cpu,
+        machine_cpu=machine_cpu,
         stdout=output,
         stderr=errors,
     )
@@ -297,7 +307,7 @@ def load_data(database_url: str, path: Path, tz: ZoneInfo) -> Run:
         with connection.cursor() as cursor:
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {BASELINE_TABLE} LIKE purchases")
             connection.commit()
-            began = time.perf_counter()
+            began, machine_before = time.perf_counter(), cpu.machine_seconds()
             cursor.execute(
                 f"LOAD DATA LOCAL INFILE %s IGNORE INTO TABLE {BASELINE_TABLE} CHARACTER SET utf8mb4"
                 " FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\n'"
@@ -310,6 +320,7 @@ def load_data(database_url: str, path: Path, tz: ZoneInfo) -> Run:
             )
             connection.commit()
             seconds = time.perf_counter() - began
+            machine_cpu = cpu.machine_seconds() - machine_before
     finally:
         connection.close()
     database_cpu = sum(read() - database_before[name] for name, read in meter.items()) if meter else None
@@ -320,6 +331,7 @@ def load_data(database_url: str, path: Path, tz: ZoneInfo) -> Run:
         peak_rss_mb=None,
         client_cpu=cpu.own_seconds() - own_before,
         database_cpu=database_cpu,
+        machine_cpu=machine_cpu,
     )
 
 
@@ -394,6 +406,7 @@ def _row(label: str, inserted: int, run: Run) -> None:
     rss = f"{run.peak_rss_mb:13.0f}" if run.peak_rss_mb is not None else f"{'-':>13}"
     print(
         f"{label:<44}{inserted:>11,}{run.seconds:>9.1f}{rate:>10,.0f}{rss}{run.client_cpu:>15.1f}{database}"
+        f"{run.others_cores:>15.2f}"
     )
 
 
