@@ -47,6 +47,8 @@ class Config:
     # Master key from which each POS terminal's signing secret is derived (HMAC of its key id):
     # the database holds no secret, and changing this key voids every terminal's secret.
     POS_KEY_SECRET: str = _DEV_SECRET + "-pos-key"
+    # Where files uploaded in the console's 数据导入 wait for the run-imports job (removed once loaded).
+    IMPORT_DIR: str = str(INSTANCE_DIR / "imports")
     PRIVACY_POLICY_VERSION: str = "2026-11"
     ADMIN_LOGIN_MAX_FAILURES: int = 5
     ADMIN_LOGIN_LOCKOUT_SECONDS: int = 900

@@ -88,8 +88,15 @@ def build_engine(url: str) -> Engine:
     # and after that a plain read must see what the previous holder committed; REPEATABLE READ
     # would show a stale snapshot, and its gap locks deadlock neighbouring members' inserts.
     # No pre-ping (a round trip per checkout); stale connections are recycled instead.
+    # LOCAL INFILE lets imports bulk-load a batch they have validated (app.services.import_purchases);
+    # it gives the server a way to ask for client files, so point DATABASE_URL only at your own server.
     return create_engine(
-        url, isolation_level="READ COMMITTED", pool_recycle=1800, pool_size=10, max_overflow=20
+        url,
+        isolation_level="READ COMMITTED",
+        pool_recycle=1800,
+        pool_size=10,
+        max_overflow=20,
+        connect_args={"local_infile": True},
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -30,6 +31,7 @@ from app.services import (
     advisor_members,
     campaigns,
     coupons,
+    imports,
     member_codes,
     parking,
     points,
@@ -40,6 +42,7 @@ from app.services import (
     tasks,
     tiers,
 )
+from app.services.import_files import ImportFileInvalid
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +143,36 @@ def run_campaigns() -> str:
     with transaction() as session:
         pending = campaigns.runnable_campaigns(session)
     return "; ".join(run_campaign(campaign_id) for campaign_id in pending) or "no campaigns to run"
+
+
+def run_imports() -> str:
+    """Load the files operators uploaded in the console, and resume any import that was stopped."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    with transaction() as session:
+        pending = imports.resumable_jobs(session, now=utcnow())
+    outcomes = []
+    for job in pending:
+        assert job.stored_path is not None
+        try:
+            done = imports.run(
+                job.id,
+                Path(job.stored_path),
+                run_in_transaction=lambda work: run_transaction(work, app=app),
+                vault=extensions().phone_vault,
+                clock=mall_time,
+            )
+        except imports.ImportInProgress:
+            outcomes.append(f"import {job.id}: running elsewhere")
+            continue
+        except ImportFileInvalid as error:
+            outcomes.append(f"import {job.id}: failed ({error.message})")
+            Path(job.stored_path).unlink(missing_ok=True)
+            continue
+        Path(job.stored_path).unlink(missing_ok=True)
+        outcomes.append(
+            f"import {job.id}: {done.rows_done} rows, {done.created} new, {done.rejected} rejected"
+        )
+    return "; ".join(outcomes) or "no imports to run"
 
 
 def purge_member_codes() -> str:
@@ -289,6 +322,7 @@ JOBS: dict[str, Job] = {
     "push-digests": Job(push_digests, {"hour": "8", "minute": "30"}),
     "send-outbox": Job(send_outbox, {"minute": "*"}),
     "run-campaigns": Job(run_campaigns, {"minute": "*"}),
+    "run-imports": Job(run_imports, {"minute": "*"}),
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
     "purge-pos-nonces": Job(purge_pos_nonces, {"minute": "*/15"}),
     "reconcile-parking": Job(reconcile_parking, {"minute": "*/5"}),

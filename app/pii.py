@@ -36,6 +36,8 @@ def normalize_phone(phone: str) -> str:
 
     Full-width digits, plus signs and dashes (as typed on a Chinese keyboard) count as their ASCII forms.
     """
+    if len(phone) == 11 and phone.isascii() and phone.isdigit() and phone[0] == "1":
+        return phone  # already normal: the common case of bulk imports, without the regular expressions
     digits = re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", phone))
     for prefix in ("+86", "0086"):
         digits = digits.removeprefix(prefix)
@@ -59,7 +61,7 @@ class PhoneVault:
         self._index_key = index_key.encode()
 
     def blind_index(self, phone: str) -> str:
-        return hmac.new(self._index_key, normalize_phone(phone).encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._index_key, normalize_phone(phone).encode(), hashlib.sha256).hex()
 
     def protect(self, phone: str) -> ProtectedPhone:
         phone = normalize_phone(phone)

@@ -46,6 +46,7 @@ def register_console_pages(app: Flask) -> None:
         campaign_pages,
         coupon_pages,
         dashboard_views,
+        import_pages,
         job_pages,
         member_merge_pages,
         member_views,

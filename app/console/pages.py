@@ -115,6 +115,7 @@ NAV = (
     NavGroup(
         "系统",
         (
+            NavItem("数据导入", "console.imports_list", (ADMIN, AUDITOR)),
             NavItem("操作日志", "console.audit_log", (ADMIN, AUDITOR)),
             NavItem("定时任务", "console.job_runs", (ADMIN, AUDITOR)),
         ),

@@ -57,6 +57,12 @@ class ImportJob(Base):
     conflicts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the current run claimed the job, and how far the job was then: with the heartbeat, the
+    # run's speed, hence its time left.
+    started_at: Mapped[datetime | None]
+    rows_at_start: Mapped[int] = mapped_column(default=0)
+    # How far into the file the committed rows reach, for the time left of a CSV (rows unknown up front).
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
     # Renewed by every committed batch: a running job whose heartbeat is old was killed.
     heartbeat_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

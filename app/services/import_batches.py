@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,8 @@ from app.pii import PhoneVault, mask_phone, normalize_phone
 DEFAULT_SOURCE = "legacy"
 # A data row: its number as a spreadsheet shows it (the header is row 1) and its cells by field.
 Row = tuple[int, dict[str, Any]]
+R = TypeVar("R")
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,18 @@ class BatchResult:
         self.issues.append(_issue(row, ImportIssueKind.CONFLICT, reason))
 
 
-Loader = Callable[[Session, list[Row], BatchContext], BatchResult]
+@dataclass(frozen=True)
+class Loader(Generic[R, P]):
+    """How one kind of file loads, in three parts:
+    - `reference`: what every batch looks things up in (stores, tiers), read once per run;
+    - `prepare`: parse and check a batch's rows without the database. The runner calls it in a reader
+      thread, one batch ahead, so parsing overlaps the previous batch's round trips;
+    - `store`: write a prepared batch in its transaction, adding what it finds to the prepared result.
+    """
+
+    reference: Callable[[Session], R]
+    prepare: Callable[[list[Row], R, BatchContext], P]
+    store: Callable[[Session, P, BatchContext], BatchResult]
 
 
 def _issue(row: Row, kind: ImportIssueKind, reason: str) -> ImportIssue:

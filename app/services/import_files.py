@@ -13,12 +13,13 @@ import csv
 import hashlib
 import io
 import os
+import re
 import unicodedata
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -131,14 +132,19 @@ def _csv_rows(
         raise ImportFileInvalid(f"文件不是 {encoding} 编码，请用 --encoding 指定") from exc
     columns = _columns(header, fields, mapping)
     size = max(os.fstat(file.fileno()).st_size, 1)
+    wanted = list(columns.items())
+    width = max(columns.values()) + 1
 
     def rows() -> Iterator[tuple[int, dict[str, Any]]]:
         row_no = 1
         try:
             for cells in reader:
                 row_no += 1
-                if any(cell.strip() for cell in cells):
-                    yield row_no, {name: _cell(cells, index) for name, index in columns.items()}
+                if len(cells) < width:
+                    cells += [""] * (width - len(cells))
+                record = {name: cells[index].strip()[:CELL_MAX_LENGTH] or None for name, index in wanted}
+                if any(record.values()) or any(cell.strip() for cell in cells):  # else a blank line
+                    yield row_no, record
         except UnicodeDecodeError as exc:
             raise ImportFileInvalid(
                 f"第 {row_no + 1} 行附近不是 {encoding} 编码，请用 --encoding 指定"
@@ -238,8 +244,14 @@ def parse_phone(value: Any) -> str:
         raise CellInvalid("手机号无效（须为 11 位中国大陆手机号）") from None
 
 
+_PLAIN_YUAN = re.compile(r"(\d{1,12})(?:\.(\d{1,2}))?")
+
+
 def parse_yuan(value: Any) -> int:
     """Yuan (as text or an Excel number) to fen; more than two decimals is an error, not rounded."""
+    if isinstance(value, str) and (plain := _PLAIN_YUAN.fullmatch(value)):
+        yuan, cents = plain.groups()
+        return int(yuan) * 100 + int((cents or "0").ljust(2, "0"))
     try:
         amount = Decimal(str(value).replace(",", "").replace("¥", "").replace("￥", "").strip())
     except InvalidOperation:
@@ -299,7 +311,7 @@ def parse_local_datetime(value: Any, tz: ZoneInfo) -> datetime:
         local = _parse_datetime_text(str(value).strip())
     if local.tzinfo is None:
         local = local.replace(tzinfo=tz)
-    return local.astimezone(ZoneInfo("UTC"))
+    return local.astimezone(UTC)
 
 
 def _parse_datetime_text(text: str) -> datetime:

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import RetryableConflict, insert_row
+from app.db import RetryableConflict
 from app.models import Member, MemberSource, PointsEntry, PointsEntryKind, Tier, TierChange
 from app.services import points, tiers
-from app.services.import_batches import BatchContext, BatchResult, Row
+from app.services.import_batches import BatchContext, BatchResult, Loader, Row
 from app.services.import_files import (
     CellInvalid,
     parse_date,
@@ -50,30 +50,57 @@ class MemberRow:
     joined_at: datetime | None
 
 
-def load_members(session: Session, rows: list[Row], context: BatchContext) -> BatchResult:
+@dataclass
+class PreparedMembers:
+    rows: list[MemberRow]
+    result: BatchResult
+    ladder: list[Tier]
+
+
+def prepare_members(rows: list[Row], ladder: list[Tier], context: BatchContext) -> PreparedMembers:
+    """Parse and check the batch; no database (tiers come with the run's reference data)."""
     result = BatchResult()
-    ladder = tiers.tiers_by_rank(session)
     parsed: list[MemberRow] = []
     for row in rows:
         try:
             parsed.append(_parse(row, context, ladder))
         except CellInvalid as exc:
             result.reject(row, str(exc))
+    return PreparedMembers(parsed, result, ladder)
+
+
+def store_members(session: Session, prepared: PreparedMembers, context: BatchContext) -> BatchResult:
+    parsed, result, ladder = prepared.rows, prepared.result, prepared.ladder
     known = _members_by_phone(session, {member_row.phone_index for member_row in parsed})
-    settings = points.points_settings(session)
+    credited = _opening_credits(session, context.source, [member.id for member in known.values()])
+    firsts = {}  # the first row of each phone the mall does not know yet: each becomes a member
     for member_row in parsed:
-        member = known.get(member_row.phone_index)
-        if member is None:
-            member = known[member_row.phone_index] = _create(session, member_row, context, ladder[0])
-            _credit_opening_points(session, member, member_row, context, settings, result)
+        if member_row.phone_index not in known:
+            firsts.setdefault(member_row.phone_index, member_row)
+    known |= _create_members(session, list(firsts.values()), context, ladder[0])
+    openings = []
+    for member_row in parsed:
+        member = known[member_row.phone_index]
+        if firsts.get(member_row.phone_index) is member_row:
+            if member_row.points > 0:
+                openings.append(_opening(member.id, member_row, context))
+                credited[openings[-1].idempotency_key] = member_row.points
             result.created += 1
             continue
         changed = _merge(session, member, member_row, context, result)
-        if _credit_opening_points(session, member, member_row, context, settings, result) or changed:
+        if _credit_opening_points(
+            session, member, member_row, credited=credited, context=context, result=result
+        ):
+            changed = True
+        if changed:
             result.merged += 1
         else:
             result.unchanged += 1
+    points.open_new_accounts(session, openings, at=context.at, settings=points.points_settings(session))
     return result
+
+
+MEMBERS_LOADER = Loader(reference=tiers.tiers_by_rank, prepare=prepare_members, store=store_members)
 
 
 def _parse(row: Row, context: BatchContext, ladder: list[Tier]) -> MemberRow:
@@ -141,35 +168,50 @@ def _members_by_phone(session: Session, phone_indexes: set[str]) -> dict[str, Me
     return by_phone
 
 
-def _create(session: Session, member_row: MemberRow, context: BatchContext, entry_tier: Tier) -> Member:
-    protected = context.vault.protect(member_row.phone)
-    tier = member_row.tier or entry_tier
-    member = Member(
-        phone_ciphertext=protected.ciphertext,
-        phone_index=protected.blind_index,
-        phone_masked=protected.masked,
-        nickname=member_row.name,
-        birthday=member_row.birthday,
-        tier_id=tier.id,
-        source=MemberSource.IMPORT,
-        joined_at=member_row.joined_at or context.at.now,
-    )
-    try:
-        insert_row(session, member)
-    except IntegrityError as exc:
-        raise RetryableConflict() from exc  # signed up meanwhile: the batch runs again and merges
-    if member_row.tier is not None and tier.id != entry_tier.id:
-        session.add(
-            TierChange(
-                member_id=member.id,
-                from_tier_id=None,
-                to_tier_id=tier.id,
-                reason=TIER_REASON,
-                rolling_spend_fen=0,
-                created_at=context.at.now,
-            )
+def _create_members(
+    session: Session, member_rows: list[MemberRow], context: BatchContext, entry_tier: Tier
+) -> dict[str, Member]:
+    """Insert the new members of a batch in one statement; returns them (locked: ours) by phone."""
+    if not member_rows:
+        return {}
+    values = []
+    for member_row in member_rows:
+        protected = context.vault.protect(member_row.phone)
+        values.append(
+            {
+                "phone_ciphertext": protected.ciphertext,
+                "phone_index": protected.blind_index,
+                "phone_masked": protected.masked,
+                "nickname": member_row.name,
+                "birthday": member_row.birthday,
+                "tier_id": (member_row.tier or entry_tier).id,
+                "source": MemberSource.IMPORT,
+                "joined_at": member_row.joined_at or context.at.now,
+            }
         )
-    return member
+    try:
+        session.connection().execute(insert(Member.__table__), values)
+    except IntegrityError as exc:
+        raise RetryableConflict() from exc  # one signed up meanwhile: the batch runs again and merges it
+    created = {
+        member.phone_index: member
+        for member in session.scalars(
+            select(Member).where(Member.phone_index.in_([value["phone_index"] for value in values]))
+        )
+    }
+    session.add_all(
+        TierChange(
+            member_id=created[member_row.phone_index].id,
+            from_tier_id=None,
+            to_tier_id=member_row.tier.id,
+            reason=TIER_REASON,
+            rolling_spend_fen=0,
+            created_at=context.at.now,
+        )
+        for member_row in member_rows
+        if member_row.tier is not None and member_row.tier.id != entry_tier.id
+    )
+    return created
 
 
 def _merge(
@@ -214,39 +256,63 @@ def _text(value: Any) -> str:
     return value.isoformat() if isinstance(value, date) else str(value)
 
 
+def _opening_key(source: str, member_id: int) -> str:
+    return f"import:opening:{source}:{member_id}"
+
+
+def _opening_credits(session: Session, source: str, member_ids: list[int]) -> dict[str, int]:
+    """The opening balances already credited to these members from this source, by idempotency key."""
+    if not member_ids:
+        return {}
+    keys = [_opening_key(source, member_id) for member_id in member_ids]
+    rows = session.execute(
+        select(PointsEntry.idempotency_key, PointsEntry.delta).where(PointsEntry.idempotency_key.in_(keys))
+    )
+    return {key: delta for key, delta in rows}
+
+
+def _opening(member_id: int, member_row: MemberRow, context: BatchContext) -> points.Posting:
+    return points.Posting(
+        member_id=member_id,
+        points=member_row.points,
+        kind=PointsEntryKind.OPENING,
+        idempotency_key=_opening_key(context.source, member_id),
+        description=f"期初积分（{context.source} 导入）",
+        reference=f"import:{context.job.id}",
+        operator_id=context.job.operator_id,
+        expires_on=member_row.points_expire_on,
+    )
+
+
 def _credit_opening_points(
     session: Session,
     member: Member,
     member_row: MemberRow,
+    *,
+    credited: dict[str, int],
     context: BatchContext,
-    settings: Any,
     result: BatchResult,
 ) -> bool:
-    """The row's balance as the member's opening entry for this source, once; True when credited."""
+    """The row's balance as an existing member's opening entry for this source, once; True when credited.
+
+    The member is locked (found FOR UPDATE in this transaction) and `credited` holds its earlier credit
+    if any, so the posting needs no lookups of its own."""
     if member_row.points <= 0:
         return False
-    key = f"import:opening:{context.source}:{member.id}"
-    credited = session.scalars(select(PointsEntry).where(PointsEntry.idempotency_key == key)).one_or_none()
-    if credited is not None:
-        if credited.delta != member_row.points:
+    key = _opening_key(context.source, member.id)
+    if (earlier := credited.get(key)) is not None:
+        if earlier != member_row.points:
             result.conflict(
                 member_row.row,
-                f"会员 {member.id} 已导入期初积分 {credited.delta}，文件为 {member_row.points}，未再次入账",
+                f"会员 {member.id} 已导入期初积分 {earlier}，文件为 {member_row.points}，未再次入账",
             )
         return False
+    credited[key] = member_row.points
     points.earn(
         session,
-        points.Posting(
-            member_id=member.id,
-            points=member_row.points,
-            kind=PointsEntryKind.OPENING,
-            idempotency_key=key,
-            description=f"期初积分（{context.source} 导入）",
-            reference=f"import:{context.job.id}",
-            operator_id=context.job.operator_id,
-        ),
+        _opening(member.id, member_row, context),
         at=context.at,
-        settings=settings,
-        expires_on=member_row.points_expire_on,
+        settings=points.points_settings(session),
+        locked_member=member,
     )
     return True

@@ -16,8 +16,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,8 +40,8 @@ from app.services.import_files import (
     file_digest,
     open_rows,
 )
-from app.services.import_members import load_members
-from app.services.import_purchases import load_purchases
+from app.services.import_members import MEMBERS_LOADER
+from app.services.import_purchases import PURCHASES_LOADER
 
 DEFAULT_BATCH_SIZE = 2000
 # A running job not heard from for this long was stopped without saying so (killed, machine lost).
@@ -49,9 +51,9 @@ FIELDS: dict[ImportKind, tuple[Field, ...]] = {
     ImportKind.MEMBERS: MEMBER_FIELDS,
     ImportKind.PURCHASES: PURCHASE_FIELDS,
 }
-LOADERS: dict[ImportKind, Loader] = {
-    ImportKind.MEMBERS: load_members,
-    ImportKind.PURCHASES: load_purchases,
+LOADERS: dict[ImportKind, Loader[Any, Any]] = {
+    ImportKind.MEMBERS: MEMBERS_LOADER,
+    ImportKind.PURCHASES: PURCHASES_LOADER,
 }
 ISSUE_LABELS = {ImportIssueKind.REJECTED: "未导入", ImportIssueKind.CONFLICT: "冲突"}
 
@@ -125,7 +127,13 @@ def claim(session: Session, job_id: int, *, now: datetime) -> bool:
     result = session.execute(
         update(ImportJob)
         .where(ImportJob.id == job_id, claimable)
-        .values(status=ImportStatus.RUNNING, heartbeat_at=now, error=None)
+        .values(
+            status=ImportStatus.RUNNING,
+            started_at=now,
+            rows_at_start=ImportJob.rows_done,
+            heartbeat_at=now,
+            error=None,
+        )
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -165,20 +173,45 @@ def run(
         return job
 
     job = run_in_transaction(start)
-    load = LOADERS[job.kind]
+    loader = LOADERS[job.kind]
+    reference = run_in_transaction(loader.reference)
     try:
-        with open_rows(
-            path, FIELDS[job.kind], job.options.get("mapping") or {}, encoding=job.options.get("encoding")
-        ) as source:
+        with (
+            open_rows(
+                path, FIELDS[job.kind], job.options.get("mapping") or {}, encoding=job.options.get("encoding")
+            ) as source,
+            ThreadPoolExecutor(1, thread_name_prefix="import-reader") as reader,
+        ):
             if source.total is not None and job.rows_total != source.total:
                 job = run_in_transaction(lambda session: _set_total(session, job_id, source.total))
             rows = source.rows
             _skip(rows, job.rows_done)
             if progress:
                 progress(Progress(job.rows_done, job.rows_total, source.position()))
-            while batch := list(islice(rows, batch_size)):
+            started = job
+
+            def read_ahead(at: MallTime) -> tuple[int, Any] | None:
+                batch = list(islice(rows, batch_size))
+                if not batch:
+                    return None
+                return len(batch), loader.prepare(batch, reference, BatchContext(started, vault, at))
+
+            # The clock is read here, not in the thread: it may need the caller's context (Flask's).
+            pending = reader.submit(read_ahead, clock())
+            while (ready := pending.result()) is not None:
+                pending = reader.submit(read_ahead, clock())
+                size, prepared = ready
                 job = run_in_transaction(
-                    lambda session: _load_batch(session, job_id, batch, load, vault, clock)
+                    partial(
+                        _load_batch,
+                        job_id=job_id,
+                        size=size,
+                        prepared=prepared,
+                        loader=loader,
+                        vault=vault,
+                        clock=clock,
+                        fraction_read=source.position(),
+                    )
                 )
                 if progress:
                     progress(Progress(job.rows_done, job.rows_total, source.position()))
@@ -216,26 +249,29 @@ def _locked_job(session: Session, job_id: int) -> ImportJob:
 def _load_batch(
     session: Session,
     job_id: int,
-    batch: list[Row],
-    load: Loader,
+    size: int,
+    prepared: Any,
+    loader: Loader[Any, Any],
     vault: PhoneVault,
     clock: Callable[[], MallTime],
+    fraction_read: float,
 ) -> ImportJob:
     at = clock()
     job = _locked_job(session, job_id)
     if job.status is not ImportStatus.RUNNING:
         raise ImportInProgress()  # taken over by another runner after our heartbeat went stale
-    result = load(session, batch, BatchContext(job, vault, at))
+    result = loader.store(session, prepared, BatchContext(job, vault, at))
     for issue in result.issues:
         issue.job_id = job_id
     session.add_all(result.issues)
-    job.rows_done += len(batch)
+    job.rows_done += size
     job.created += result.created
     job.merged += result.merged
     job.unchanged += result.unchanged
     job.rejected += sum(issue.kind is ImportIssueKind.REJECTED for issue in result.issues)
     job.conflicts += sum(issue.kind is ImportIssueKind.CONFLICT for issue in result.issues)
     job.heartbeat_at = at.now
+    job.bytes_done = int(job.file_size * fraction_read)
     session.flush()
     return job
 
@@ -250,6 +286,31 @@ def _stop(
         job.finished_at = clock().now
     session.flush()
     return job
+
+
+@dataclass(frozen=True)
+class Speed:
+    rows_per_second: int
+    seconds_left: int | None  # None until there is something to go by
+
+
+def speed(job: ImportJob) -> Speed | None:
+    """How fast the job's current run loads, and the time it has left; None before its first batch."""
+    if job.started_at is None or job.heartbeat_at is None or job.heartbeat_at <= job.started_at:
+        return None
+    seconds = (job.heartbeat_at - job.started_at).total_seconds()
+    rows = job.rows_done - job.rows_at_start
+    if rows <= 0:
+        return None
+    rate = rows / seconds
+    if job.rows_total:
+        left = max(job.rows_total - job.rows_done, 0) / rate
+    elif job.bytes_done > 0 and job.rows_done > 0:  # a CSV: the rows left, from the bytes left
+        bytes_per_row = job.bytes_done / job.rows_done
+        left = max(job.file_size - job.bytes_done, 0) / bytes_per_row / rate
+    else:
+        return Speed(round(rate), None)
+    return Speed(round(rate), round(left))
 
 
 def job_by_id(session: Session, job_id: int) -> ImportJob:

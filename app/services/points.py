@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -45,6 +45,8 @@ class Posting:
     reference: str | None = None
     staff_id: int | None = None
     operator_id: int | None = None
+    # The last day of the lot an earning makes: an imported balance keeps the one it had; else the rules'.
+    expires_on: date | None = None
 
 
 def points_settings(session: Session) -> PointsSettings:
@@ -84,10 +86,9 @@ def earn(
     at: MallTime,
     settings: PointsSettings,
     locked_member: Member | None = None,
-    expires_on: date | None = None,
 ) -> PointsEntry:
-    """Credit points. Outstanding debt is repaid first; the rest becomes a lot that expires per the rules,
-    or on `expires_on` (an imported opening balance keeps the expiry it had in the old system).
+    """Credit points. Outstanding debt is repaid first; the rest becomes a lot that expires per the rules
+    (or on the posting's own `expires_on`).
 
     A caller that already holds the member's lock (`lock_member`) and posts under a key that
     cannot exist yet (one naming a row it has just inserted) passes the member: no re-read, no
@@ -113,11 +114,69 @@ def earn(
                 entry_id=entry.id,
                 earned=spendable,
                 remaining=spendable,
-                expires_on=expires_on or expiry_date(settings, at.today),
+                expires_on=posting.expires_on or expiry_date(settings, at.today),
                 created_at=at.now,
             ),
         )
     return entry
+
+
+def open_new_accounts(
+    session: Session, postings: list[Posting], *, at: MallTime, settings: PointsSettings
+) -> None:
+    """Credit members created in this transaction (no entries, balance or debt yet, locked by their
+    insert) each with one earning, in four statements however many: an entry and a lot each, and
+    their balances. The ledger ends as `earn` would leave it, posting by posting. For imports."""
+    if not postings:
+        return
+    connection = session.connection()
+    try:
+        connection.execute(
+            insert(PointsEntry.__table__),
+            [
+                {
+                    "member_id": posting.member_id,
+                    "kind": posting.kind,
+                    "delta": posting.points,
+                    "balance_after": posting.points,
+                    "debt_after": 0,
+                    "description": posting.description,
+                    "reference": posting.reference,
+                    "idempotency_key": posting.idempotency_key,
+                    "operator_id": posting.operator_id,
+                    "staff_id": posting.staff_id,
+                    "business_date": at.today,
+                    "created_at": at.now,
+                }
+                for posting in postings
+            ],
+        )
+    except IntegrityError as exc:
+        raise RetryableConflict() from exc  # a concurrent posting of one of these keys won
+    keys = [posting.idempotency_key for posting in postings]
+    entry_ids = {
+        key: entry_id
+        for key, entry_id in connection.execute(
+            select(PointsEntry.idempotency_key, PointsEntry.id).where(PointsEntry.idempotency_key.in_(keys))
+        )
+    }
+    connection.execute(
+        insert(PointsLot.__table__),
+        [
+            {
+                "member_id": posting.member_id,
+                "entry_id": entry_ids[posting.idempotency_key],
+                "earned": posting.points,
+                "remaining": posting.points,
+                "expires_on": posting.expires_on or expiry_date(settings, at.today),
+                "created_at": at.now,
+            }
+            for posting in postings
+        ],
+    )
+    connection.execute(
+        _SET_ACCOUNT, [{"member_id": p.member_id, "balance": p.points, "debt": 0} for p in postings]
+    )
 
 
 def spend(session: Session, posting: Posting, *, at: MallTime) -> PointsEntry:

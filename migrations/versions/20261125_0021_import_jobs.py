@@ -58,6 +58,9 @@ def upgrade() -> None:
         sa.Column("conflicts", sa.Integer(), nullable=False),
         sa.Column("error", sa.String(length=500), nullable=True),
         sa.Column("created_at", app.db.UTCDateTime(), nullable=False),
+        sa.Column("started_at", app.db.UTCDateTime(), nullable=True),
+        sa.Column("rows_at_start", sa.Integer(), nullable=False),
+        sa.Column("bytes_done", sa.BigInteger(), nullable=False),
         sa.Column("heartbeat_at", app.db.UTCDateTime(), nullable=True),
         sa.Column("finished_at", app.db.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
