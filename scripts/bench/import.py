@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         first_counts = purchase_counts(url)
         log(f"app: {first.seconds:.1f} s, peak RSS {first.peak_rss_mb or 0:.0f} MB, exit {first.status}")
         problems = first.failure("import") + verify(url, expected)
+        problems += job_problems(url, "import", created=expected.rows, unchanged=0)
 
         harness.settle_innodb(url)
         log("app: the same file again (re-import)")
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         again_inserted = purchase_counts(url).rows - first_counts.rows
         log(f"app re-import: {again.seconds:.1f} s, {again_inserted:,} rows inserted, exit {again.status}")
         problems += again.failure("re-import")
+        problems += job_problems(url, "re-import", created=0, unchanged=expected.rows)
         if again_inserted:
             problems.append(f"re-import inserted {again_inserted:,} rows (expected 0)")
 
@@ -393,6 +395,32 @@ def verify(database_url: str, expected: Expected) -> list[str]:
     if entries:
         problems.append(f"{entries:,} points entries written (historical purchases earn no points)")
     return problems
+
+
+def job_problems(database_url: str, label: str, *, created: int, unchanged: int) -> list[str]:
+    """What is wrong with the latest job's record (import_jobs), given what it should have counted."""
+    url = make_url(database_url)
+    connection = benchdb.connect_server(url, database=url.database)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT status, created, unchanged, rejected, conflicts FROM import_jobs"
+                " ORDER BY id DESC LIMIT 1"
+            )
+            row = cursor.fetchone()
+            cursor.execute("SELECT COUNT(*) FROM import_issues")
+            (issues,) = cursor.fetchone()
+    finally:
+        connection.close()
+    if row is None:
+        return [f"{label}: no row in import_jobs"]
+    want = ("finished", created, unchanged, 0, 0)
+    if tuple(row) != want or issues:
+        return [
+            f"{label}: import_jobs says (status, created, unchanged, rejected, conflicts) = {tuple(row)}, "
+            f"expected {want}; {issues:,} rows in import_issues"
+        ]
+    return []
 
 
 def server_gib(database_url: str, name: str) -> str:
