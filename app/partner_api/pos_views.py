@@ -14,36 +14,9 @@ from app.services import points, pos
 
 POS_SECURITY: list[dict[str, list[str]]] = [{"posSignature": []}]
 
-_SIGNATURE_HEADERS: list[dict[str, Any]] = [
-    {
-        "in": "header",
-        "name": signing.POS_KEY_ID_HEADER,
-        "required": True,
-        "schema": {"type": "string"},
-        "description": "终端密钥编号（新建终端或更换密钥时获得）",
-    },
-    {
-        "in": "header",
-        "name": signing.TIMESTAMP_HEADER,
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-        "description": f"签名时间（Unix 秒），与服务器时间相差不得超过 {signing.MAX_CLOCK_SKEW_SECONDS} 秒",
-    },
-    {
-        "in": "header",
-        "name": signing.NONCE_HEADER,
-        "required": True,
-        "schema": {"type": "string", "pattern": f"^{signing.NONCE_PATTERN}$"},
-        "description": "请求随机数，16–64 位字母、数字、_ 或 -；同一终端不得重复使用",
-    },
-    {
-        "in": "header",
-        "name": signing.SIGNATURE_HEADER,
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "description": "小写十六进制 HMAC-SHA256 签名，见安全方案 posSignature",
-    },
-]
+_SIGNATURE_HEADERS = signing.header_parameters(
+    signing.POS_KEY_ID_HEADER, "终端密钥编号（新建终端或更换密钥时获得）", "posSignature", with_nonce=True
+)
 
 _SIGNATURE_SCHEME = {
     "type": "apiKey",

@@ -169,6 +169,27 @@ def _verified_terminal() -> PosTerminal:
     return terminal
 
 
+def header_parameters(
+    key_header: str, key_description: str, scheme_name: str, *, with_nonce: bool
+) -> list[dict[str, Any]]:
+    """The OpenAPI header parameters of a signed request: the caller's key, the timestamp, the nonce
+    (where the scheme has one) and the signature."""
+
+    def header(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
+        schema = {"type": "string"} | ({"pattern": pattern} if pattern else {})
+        return {"in": "header", "name": name, "required": True, "schema": schema, "description": description}
+
+    timestamp = f"签名时间（Unix 秒），与服务器时间相差不得超过 {MAX_CLOCK_SKEW_SECONDS} 秒"
+    nonce = "请求随机数，16–64 位字母、数字、_ 或 -；同一终端不得重复使用"
+    signature = f"小写十六进制 HMAC-SHA256 签名，见安全方案 {scheme_name}"
+    return [
+        header(key_header, key_description),
+        header(TIMESTAMP_HEADER, timestamp, "^[0-9]+$"),
+        *([header(NONCE_HEADER, nonce, f"^{NONCE_PATTERN}$")] if with_nonce else []),
+        header(SIGNATURE_HEADER, signature, "^[0-9a-f]{64}$"),
+    ]
+
+
 class SignedBlueprint(Blueprint):
     """A blueprint of HMAC-signed endpoints: declares its signature scheme in the spec of whichever API
     registers it (flask-smorest has no per-blueprint security schemes)."""

@@ -14,29 +14,9 @@ from app.services import partners, points
 
 SIGNATURE_SECURITY: list[dict[str, list[str]]] = [{"partnerSignature": []}]
 
-_SIGNATURE_HEADERS: list[dict[str, Any]] = [
-    {
-        "in": "header",
-        "name": signing.PARTNER_CODE_HEADER,
-        "required": True,
-        "schema": {"type": "string"},
-        "description": "合作方编码",
-    },
-    {
-        "in": "header",
-        "name": signing.TIMESTAMP_HEADER,
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[0-9]+$"},
-        "description": f"签名时间（Unix 秒），与服务器时间相差不得超过 {signing.MAX_CLOCK_SKEW_SECONDS} 秒",
-    },
-    {
-        "in": "header",
-        "name": signing.SIGNATURE_HEADER,
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "description": "小写十六进制 HMAC-SHA256 签名，见安全方案 partnerSignature",
-    },
-]
+_SIGNATURE_HEADERS = signing.header_parameters(
+    signing.PARTNER_CODE_HEADER, "合作方编码", "partnerSignature", with_nonce=False
+)
 
 _SIGNATURE_SCHEME = {
     "type": "apiKey",

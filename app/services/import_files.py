@@ -152,7 +152,14 @@ def _csv_rows(
         except csv.Error as exc:
             raise ImportFileInvalid(f"第 {row_no + 1} 行不是有效的 CSV：{exc}") from exc
 
-    return SourceRows(rows(), None, encoding, lambda: 1.0 if file.closed else min(file.tell() / size, 1.0))
+    def position() -> float:
+        # Holds `text`, which would close the file if it were collected before the rows are read.
+        try:
+            return 1.0 if text.closed else min(text.buffer.tell() / size, 1.0)
+        except (OSError, ValueError):  # the reader thread is between two reads
+            return 1.0
+
+    return SourceRows(rows(), None, encoding, position)
 
 
 def sniff_encoding(head: bytes) -> str:

@@ -78,32 +78,40 @@ def prepare_purchases(rows: list[Row], stores: dict[str, int], context: BatchCon
 def store_purchases(session: Session, prepared: PreparedPurchases, context: BatchContext) -> BatchResult:
     parsed, result = prepared.rows, prepared.result
     members = _member_ids(session, {p.phone_index for p in parsed.values() if p.phone_index is not None})
-    recorded = _recorded(session, list(parsed))
-    new_rows: list[NewRow] = []
+    candidates: dict[tuple[int, str], NewRow] = {}
     for key, purchase_row in parsed.items():
         member_id = members.get(purchase_row.phone_index) if purchase_row.phone_index else None
         if purchase_row.phone_index is not None and member_id is None:
             result.reject(purchase_row.row, "手机号不是会员（请先导入会员）")
             continue
-        if (existing := recorded.get(key)) is not None:
-            amount_fen, existing_member_id = existing
-            if (amount_fen, existing_member_id) != (purchase_row.amount_fen, member_id):
-                recorded_as = f"¥{amount_fen / 100:.2f}，会员 {existing_member_id or '无'}"
-                result.conflict(purchase_row.row, f"小票已登记（{recorded_as}），保留已登记的记录")
-            result.unchanged += 1
-            continue
-        new_rows.append(
-            (
-                member_id,
-                purchase_row.store_id,
-                purchase_row.receipt_no,
-                purchase_row.amount_fen,
-                purchase_row.purchased_at,
-                context.at.now,
-            )
+        candidates[key] = (
+            member_id,
+            purchase_row.store_id,
+            purchase_row.receipt_no,
+            purchase_row.amount_fen,
+            purchase_row.purchased_at,
+            context.at.now,
         )
-    if new_rows:
-        _insert(session, new_rows)
+    if not candidates:
+        return result
+    # A first import's batches hold new receipts only: insert them all at once, and only where one
+    # turns out to be recorded already, undo that and set the recorded ones apart first.
+    if _insert(session, list(candidates.values())):
+        result.created = len(candidates)
+        return result
+    recorded = _recorded(session, list(candidates))
+    new_rows = []
+    for key, row in candidates.items():
+        if (existing := recorded.get(key)) is None:
+            new_rows.append(row)
+            continue
+        amount_fen, existing_member_id = existing
+        if (amount_fen, existing_member_id) != (row[3], row[0]):
+            recorded_as = f"¥{amount_fen / 100:.2f}，会员 {existing_member_id or '无'}"
+            result.conflict(parsed[key].row, f"小票已登记（{recorded_as}），保留已登记的记录")
+        result.unchanged += 1
+    if new_rows and not _insert(session, new_rows):
+        raise RetryableConflict()  # recorded meanwhile (by a terminal): the batch runs again and finds it
     result.created = len(new_rows)
     return result
 
@@ -151,31 +159,36 @@ _COLUMNS = ("member_id", "store_id", "receipt_no", "amount_fen", "purchased_at",
 _LOCAL_INFILE_REFUSED = frozenset({1148, 3948})
 
 
-def _insert(session: Session, rows: list[NewRow]) -> None:
-    """INSERT the batch: on MySQL/MariaDB by LOAD DATA LOCAL INFILE of a temporary file (several times
-    faster than the multi-row INSERTs of an executemany, whose every value PyMySQL escapes in Python),
-    elsewhere, or where the server refuses LOCAL INFILE, by executemany. Either way in the batch's
-    transaction. A receipt recorded meanwhile (by a terminal) makes the batch run again, and find it."""
+def _insert(session: Session, rows: list[NewRow]) -> bool:
+    """INSERT the rows; False, with nothing inserted, when one's receipt is recorded already.
+
+    On MySQL/MariaDB by LOAD DATA LOCAL INFILE of a temporary file (several times faster than the
+    multi-row INSERTs of an executemany, whose every value PyMySQL escapes in Python); elsewhere, or
+    where the server refuses LOCAL INFILE, by executemany. Either way within the batch's transaction,
+    in a savepoint of its own."""
     connection = session.connection()
-    if connection.dialect.name == "mysql" and not _local_infile_refused:
+    with session.begin_nested() as savepoint:
+        if connection.dialect.name == "mysql" and not _local_infile_refused:
+            try:
+                loaded = _load_data(connection, rows)
+            except OperationalError as exc:
+                if exc.orig is None or exc.orig.args[0] not in _LOCAL_INFILE_REFUSED:
+                    raise
+                _local_infile_refused.add(True)
+            else:
+                if loaded == len(rows):
+                    return True
+                savepoint.rollback()  # LOAD DATA LOCAL skips a duplicate key instead of failing
+                return False
         try:
-            loaded = _load_data(connection, rows)
-        except OperationalError as exc:
-            if exc.orig is None or exc.orig.args[0] not in _LOCAL_INFILE_REFUSED:
-                raise
-            _local_infile_refused.add(True)
-        else:
-            if loaded != len(rows):  # LOAD DATA LOCAL skips duplicate keys instead of failing
-                raise RetryableConflict()
-            return
-    table = Purchase.__table__
-    try:
-        connection.execute(
-            insert(table),
-            [dict(zip(_COLUMNS, row, strict=True)) | _NO_POINTS for row in rows],
-        )
-    except IntegrityError as exc:
-        raise RetryableConflict() from exc
+            connection.execute(
+                insert(Purchase.__table__),
+                [dict(zip(_COLUMNS, row, strict=True)) | _NO_POINTS for row in rows],
+            )
+        except IntegrityError:
+            savepoint.rollback()
+            return False
+    return True
 
 
 _NO_POINTS = {"refunded_fen": 0, "points_earned": 0, "points_clawed_back": 0}
