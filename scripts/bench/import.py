@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(
         "verification: every row imported with its member, store, amount and UTC time "
-        "(count and checksums); no points earned; the re-import inserted nothing"
+        "(count and checksums); no points earned; the re-import inserted nothing; both jobs finished "
+        "with those counts and no issues"
     )
     return 0
 
