@@ -157,8 +157,8 @@ def seed(app: Flask, *, member_count: int, welcome_points: bool = True, seed_val
                 rewards.reward_sign_up(session, member, at=MallTime(member.joined_at, tz), settings=settings)
             ids = sorted(member.id for member in members)
         else:
-            # Without a ledger there is nothing the ORM objects are needed for: a Core bulk insert of the
-            # same rows, about ten times faster (100,000 members for the import benchmark).
+            # Without a ledger nothing needs the ORM objects: the same rows by Core executemany, without
+            # building and flushing 100,000 objects (the import benchmark's members).
             ids = _insert_members(session, vault, member_count, tier_id=tiers[0].id, rng=rng, now=now)
         if ids != list(range(ids[0], ids[0] + len(ids))):
             raise AssertionError("member ids are expected to be contiguous")
