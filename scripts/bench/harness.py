@@ -152,6 +152,39 @@ def ensure_mariadb(database_url: str) -> str:
         connection.close()
 
 
+BUFFER_POOL_PAGES = (
+    "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+    "WHERE VARIABLE_NAME IN ('INNODB_BUFFER_POOL_PAGES_DIRTY', 'INNODB_BUFFER_POOL_PAGES_TOTAL')"
+)
+
+
+def settle_innodb(database_url: str, *, dirty_share: float = 0.02, timeout: float = 180.0) -> None:
+    """Have InnoDB write back what the previous run changed before the next is timed: a run timed while
+    the server still flushes the last one pays for both (nightly.py: nights are a day apart; import.py:
+    each side's million rows). MariaDB does not flush on its own when idle, so the dirty-page ceiling is
+    dropped to 0 until it is done."""
+    url = make_url(database_url)
+    connection = benchdb.connect_server(url, database=url.database)
+    began = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@GLOBAL.innodb_max_dirty_pages_pct")
+            (ceiling,) = cursor.fetchone()
+            cursor.execute("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+            try:
+                while time.perf_counter() - began < timeout:
+                    cursor.execute(BUFFER_POOL_PAGES)
+                    pages = {name.upper().rsplit("_", 1)[-1]: int(value) for name, value in cursor.fetchall()}
+                    if pages["DIRTY"] <= dirty_share * pages["TOTAL"]:
+                        break
+                    time.sleep(1)
+            finally:
+                cursor.execute("SET GLOBAL innodb_max_dirty_pages_pct = %s", (ceiling,))
+    finally:
+        connection.close()
+    log(f"settled: InnoDB wrote back its dirty pages in {time.perf_counter() - began:.0f} s")
+
+
 def server_variable(database_url: str, name: str) -> str | None:
     """A global variable of the database server (e.g. max_connections)."""
     connection = benchdb.connect_server(make_url(database_url))

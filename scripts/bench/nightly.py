@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     _reset(url)
     app_runs = []
     for label, as_of in nights:
-        _settle(url)
+        harness.settle_innodb(url)
         log(f"app, {label} ({as_of}): flask tags refresh --as-of {as_of}")
         steps, seconds, peak_rss_mb = _run_app(url, args.batch_size, as_of)
         log(f"app: {seconds:.1f} s, peak RSS {peak_rss_mb:.0f} MB, steps {steps}")
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     rule_sql = [(tag_ids[code], condition) for code, _, _, condition in RULE_TAGS]
     base_runs = []
     for label, as_of in nights:
-        _settle(url)
+        harness.settle_innodb(url)
         log(f"baseline, {label} ({as_of}): hand-written SQL")
         connection = benchdb.connect_server(make_url(url), database=make_url(url).database)
         began = time.perf_counter()
@@ -222,37 +222,6 @@ def _ensure_rule_tags(app: Any) -> dict[str, int]:
                 existing[code] = tag.id
         tags.ensure_system_tags(session)
     return existing
-
-
-BUFFER_POOL_PAGES = (
-    "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
-    "WHERE VARIABLE_NAME IN ('INNODB_BUFFER_POOL_PAGES_DIRTY', 'INNODB_BUFFER_POOL_PAGES_TOTAL')"
-)
-
-
-def _settle(url: str, *, dirty_share: float = 0.02, timeout: float = 180.0) -> None:
-    """Have InnoDB write back what the previous run changed before the next is timed: nights are a day
-    apart, and a run timed while the server still flushes the last one pays for both. MariaDB does not
-    flush on its own when idle, so the dirty-page ceiling is dropped to 0 until it is done."""
-    connection = _connect(url)
-    began = time.perf_counter()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT @@GLOBAL.innodb_max_dirty_pages_pct")
-            (ceiling,) = cursor.fetchone()
-            cursor.execute("SET GLOBAL innodb_max_dirty_pages_pct = 0")
-            try:
-                while time.perf_counter() - began < timeout:
-                    cursor.execute(BUFFER_POOL_PAGES)
-                    pages = {name.upper().rsplit("_", 1)[-1]: int(value) for name, value in cursor.fetchall()}
-                    if pages["DIRTY"] <= dirty_share * pages["TOTAL"]:
-                        break
-                    time.sleep(1)
-            finally:
-                cursor.execute("SET GLOBAL innodb_max_dirty_pages_pct = %s", (ceiling,))
-    finally:
-        connection.close()
-    log(f"settled: InnoDB wrote back its dirty pages in {time.perf_counter() - began:.0f} s")
 
 
 def _reset(url: str) -> None:
