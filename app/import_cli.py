@@ -117,7 +117,7 @@ def _import_command(kind: ImportKind) -> click.Command:
 
 
 def _app() -> Flask:
-    return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    return current_app._get_current_object()  # type: ignore[attr-defined]
 
 
 def _mapping(pairs: tuple[str, ...], mapping_file: Path | None) -> dict[str, str]:

@@ -73,7 +73,9 @@ def store_members(session: Session, prepared: PreparedMembers, context: BatchCon
     parsed, result, ladder = prepared.rows, prepared.result, prepared.ladder
     known = _members_by_phone(session, {member_row.phone_index for member_row in parsed})
     credited = _opening_credits(session, context.source, [member.id for member in known.values()])
-    firsts = {}  # the first row of each phone the mall does not know yet: each becomes a member
+    firsts: dict[
+        str, MemberRow
+    ] = {}  # the first row of each phone the mall does not know yet: each becomes a member
     for member_row in parsed:
         if member_row.phone_index not in known:
             firsts.setdefault(member_row.phone_index, member_row)
@@ -190,7 +192,7 @@ def _create_members(
             }
         )
     try:
-        session.connection().execute(insert(Member.__table__), values)
+        session.connection().execute(insert(Member), values)
     except IntegrityError as exc:
         raise RetryableConflict() from exc  # one signed up meanwhile: the batch runs again and merges it
     created = {

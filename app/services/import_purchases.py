@@ -197,7 +197,7 @@ def _insert(session: Session, rows: list[NewRow]) -> bool:
                 return False
         try:
             connection.execute(
-                insert(Purchase.__table__),
+                insert(Purchase),
                 [dict(zip(_COLUMNS, row, strict=True)) | _NO_POINTS for row in rows],
             )
         except IntegrityError:
@@ -206,7 +206,7 @@ def _insert(session: Session, rows: list[NewRow]) -> bool:
     return True
 
 
-_NO_POINTS = {"refunded_fen": 0, "points_earned": 0, "points_clawed_back": 0}
+_NO_POINTS: dict[str, Any] = {"refunded_fen": 0, "points_earned": 0, "points_clawed_back": 0}
 _local_infile_refused: set[bool] = set()
 
 
@@ -228,7 +228,7 @@ def _load_data(connection: Connection, rows: list[NewRow]) -> int:
             result = connection.exec_driver_sql(_LOAD_DATA, (file.name,))
         finally:
             connection.exec_driver_sql("SET SESSION foreign_key_checks = 1")
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)
 
 
 _LOAD_DATA = (

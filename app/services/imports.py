@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -58,6 +58,12 @@ LOADERS: dict[ImportKind, Loader[Any, Any]] = {
 ISSUE_LABELS = {ImportIssueKind.REJECTED: "未导入", ImportIssueKind.CONFLICT: "冲突"}
 
 T = TypeVar("T")
+
+
+class TransactionRunner(Protocol):
+    """Runs `work` in a transaction of its own, again if it loses a race (`app.db.run_transaction`)."""
+
+    def __call__(self, work: Callable[[Session], T], /) -> T: ...
 
 
 class ImportInProgress(Conflict):
@@ -149,7 +155,7 @@ def run(
     job_id: int,
     path: Path,
     *,
-    run_in_transaction: Callable[[Callable[[Session], T]], Any],
+    run_in_transaction: TransactionRunner,
     vault: PhoneVault,
     clock: Callable[[], MallTime],
     batch_size: int = DEFAULT_BATCH_SIZE,

@@ -132,7 +132,7 @@ def open_new_accounts(
     connection = session.connection()
     try:
         connection.execute(
-            insert(PointsEntry.__table__),
+            insert(PointsEntry),
             [
                 {
                     "member_id": posting.member_id,
@@ -161,7 +161,7 @@ def open_new_accounts(
         )
     }
     connection.execute(
-        insert(PointsLot.__table__),
+        insert(PointsLot),
         [
             {
                 "member_id": posting.member_id,
