@@ -186,7 +186,7 @@ def erase(
 
     def run(name: str, statement: Any) -> None:
         result = session.execute(statement.execution_options(synchronize_session=False))
-        counts[name] = result.rowcount
+        counts[name] = result.rowcount  # type: ignore[attr-defined]
 
     run(
         "coupons_voided",
