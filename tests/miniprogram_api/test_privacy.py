@@ -94,7 +94,11 @@ def client_scene(app: Flask, **body: Any) -> str:
     client = app.test_client()
     response = client.post(
         "/api/admin/v1/qr-scenes",
-        json={"kind": "advisor", "name": "顾问小美的专属码", **body},
+        json={
+            "kind": "advisor",
+            "name": "顾问小美的专属码",
+            **{k: v for k, v in body.items() if v is not None},
+        },
         headers=bearer(operator_login(client)),
     )
     assert response.status_code == 201, response.get_json()
@@ -440,3 +444,22 @@ def test_deleting_is_allowed_without_the_new_consent(
 
     assert renewed.delete("/api/mp/v1/me", headers=bearer(token)).status_code == 200
     assert utcnow()
+
+
+def test_a_deleted_member_leaves_the_store_pool(
+    app: Flask, client: FlaskClient, mall: dict[str, Any]
+) -> None:
+    scene = client_scene(
+        app, kind="store", name="优衣库收银台", store_id=mall["store"].id, advisor_userid=None
+    )
+    token, member = registered_shopper(client, "o-pool", "13900139006", scene=scene)
+    advisor = bearer(staff_login(client, "advisor07"))
+    assert [m["id"] for m in client.get("/api/staff/v1/pool/members", headers=advisor).get_json()] == [
+        member["id"]
+    ]
+
+    assert client.delete("/api/mp/v1/me", headers=bearer(token)).status_code == 200
+
+    assert client.get("/api/staff/v1/pool/members", headers=advisor).get_json() == []
+    claim = client.post(f"/api/staff/v1/pool/members/{member['id']}/claim", headers=advisor)
+    assert claim.status_code in (404, 409)
