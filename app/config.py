@@ -50,6 +50,9 @@ class Config:
     # Where files uploaded in the console's 数据导入 wait for the run-imports job (removed once loaded).
     IMPORT_DIR: str = str(INSTANCE_DIR / "imports")
     PRIVACY_POLICY_VERSION: str = "2026-11"
+    # Members with no login, purchase or points entry for this many days are anonymised by the
+    # purge-personal-data job, as if they had deleted their account (PIPL retention); 0 = never.
+    RETENTION_INACTIVE_DAYS: int = 0
     ADMIN_LOGIN_MAX_FAILURES: int = 5
     ADMIN_LOGIN_LOCKOUT_SECONDS: int = 900
     # How long a worker refuses claims on a sold-out coupon without asking the database (needs
@@ -113,6 +116,8 @@ class Config:
         return replace(self, **overrides)
 
     def validate(self) -> None:
+        if self.RETENTION_INACTIVE_DAYS < 0:
+            raise ValueError("RETENTION_INACTIVE_DAYS must be 0 (off) or a number of days")
         if self.MEMBER_CODE_STEP_SECONDS <= 0 or self.MEMBER_CODE_STEP_SECONDS > 60:
             raise ValueError("MEMBER_CODE_STEP_SECONDS must be between 1 and 60")
         if not _is_encoding_aes_key(self.WECOM_CALLBACK_AES_KEY):

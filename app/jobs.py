@@ -34,6 +34,7 @@ from app.services import (
     imports,
     member_codes,
     parking,
+    personal_data,
     points,
     pos,
     push,
@@ -173,6 +174,32 @@ def run_imports() -> str:
             f"import {job.id}: {done.rows_done} rows, {done.created} new, {done.rejected} rejected"
         )
     return "; ".join(outcomes) or "no imports to run"
+
+
+def purge_personal_data() -> str:
+    """Anonymise members inactive beyond RETENTION_INACTIVE_DAYS (no login, purchase or points entry),
+    exactly as deleting their account does; one transaction per member. Off when the setting is 0."""
+    days = settings().RETENTION_INACTIVE_DAYS
+    if days <= 0:
+        return "retention purge off (RETENTION_INACTIVE_DAYS=0)"
+    at = mall_time()
+    cutoff = personal_data.retention_cutoff(at, days)
+    purged = skipped = after_id = 0
+    while True:
+        with transaction() as session:
+            due = personal_data.inactive_member_ids(
+                session, inactive_since=cutoff, after_id=after_id, limit=_BATCH
+            )
+        if not due:
+            break
+        for member_id in due:
+            try:
+                run_transaction(partial(personal_data.erase, member_id=member_id, at=at, reason="retention"))
+                purged += 1
+            except personal_data.DeletionRefused:
+                skipped += 1  # an unsettled parking payment: the next run tries again
+        after_id = due[-1]
+    return f"anonymised {purged} members inactive for {days} days, {skipped} left for the next run"
 
 
 def purge_member_codes() -> str:
@@ -323,6 +350,7 @@ JOBS: dict[str, Job] = {
     "send-outbox": Job(send_outbox, {"minute": "*"}),
     "run-campaigns": Job(run_campaigns, {"minute": "*"}),
     "run-imports": Job(run_imports, {"minute": "*"}),
+    "purge-personal-data": Job(purge_personal_data, {"hour": "4", "minute": "30"}),
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
     "purge-pos-nonces": Job(purge_pos_nonces, {"minute": "*/15"}),
     "reconcile-parking": Job(reconcile_parking, {"minute": "*/5"}),

@@ -87,7 +87,11 @@ LABELS: dict[str, dict[Any, str]] = {
         AssignmentReason.POOL_CLAIM: "从门店池认领",
         AssignmentReason.REASSIGNMENT: "转派",
     },
-    "assignment_end": {AssignmentEnd.REASSIGNED: "已转派", AssignmentEnd.RETURNED_TO_POOL: "退回门店池"},
+    "assignment_end": {
+        AssignmentEnd.REASSIGNED: "已转派",
+        AssignmentEnd.RETURNED_TO_POOL: "退回门店池",
+        AssignmentEnd.MEMBER_DELETED: "会员已注销",
+    },
     "task_type": {
         TaskType.BIRTHDAY_GREETING: "生日祝福",
         TaskType.WIN_BACK_DORMANT: "唤醒沉睡会员",

@@ -167,14 +167,15 @@ def _detail_page(member_id: int, form: AdjustForm, *, revealed_phone: str | None
     with transaction() as session:
         member_scope.check_member_in_scope(session, member_id, store_id)
         view = member_overview.overview(session, member_id, ledger_before=int(before) if before else None)
+    active = view.profile.merged_into_member_id is None and view.profile.deleted_at is None
     return render_template(
         "console/member_detail.html",
         view=view,
         form=form,
         revealed_phone=revealed_phone,
-        can_reveal=operator.role == OperatorRole.ADMIN,
-        can_adjust=operator.role in ADJUSTERS and view.profile.merged_into_member_id is None,
-        can_merge=operator.role == OperatorRole.ADMIN and view.profile.merged_into_member_id is None,
+        can_reveal=operator.role == OperatorRole.ADMIN and active,
+        can_adjust=operator.role in ADJUSTERS and active,
+        can_merge=operator.role == OperatorRole.ADMIN and active,
         adjusted=request.args.get("adjusted"),
         merged=request.args.get("merged", ""),
         **_FORMATTERS,

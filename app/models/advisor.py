@@ -58,6 +58,7 @@ class AssignmentReason(enum.StrEnum):
 class AssignmentEnd(enum.StrEnum):
     REASSIGNED = "reassigned"
     RETURNED_TO_POOL = "returned_to_pool"
+    MEMBER_DELETED = "member_deleted"  # the member deleted their account
 
 
 class AdvisorAssignment(Base):

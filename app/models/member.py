@@ -54,6 +54,10 @@ class Member(Base):
     # as the record of what was merged, but nothing may sign in as, earn for or find it any more.
     merged_into_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
     merged_at: Mapped[datetime | None]
+    # Set when the member deleted their account or the retention purge anonymised it
+    # (app.services.personal_data): the row stays, without personal data, so that points and sales
+    # remain as anonymous figures; nothing may sign in as, earn for or find it any more.
+    deleted_at: Mapped[datetime | None]
 
     tier: Mapped[Tier] = relationship(lazy="raise")
     advisor: Mapped[Staff | None] = relationship(lazy="raise")
@@ -73,6 +77,9 @@ class WeChatAccount(Base):
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set when the member behind it was deleted: the openid is erased and tokens issued for this
+    # account are refused (401); logging in again makes a new account.
+    revoked_at: Mapped[datetime | None]
 
 
 class MemberConsent(Base):

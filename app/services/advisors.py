@@ -271,7 +271,8 @@ def assign_if_unassigned(
     """Make `staff_id` the member's advisor if the member has none (and, with `store_id`, signed up
     in that store); False if someone else got there first. Safe under concurrency: the UPDATE's
     condition is re-checked on the locked row, so of two racing callers exactly one wins."""
-    condition = and_(Member.id == member_id, Member.advisor_id.is_(None))
+    # A deleted member is nobody's to contact any more.
+    condition = and_(Member.id == member_id, Member.advisor_id.is_(None), Member.deleted_at.is_(None))
     if store_id is not None:
         condition = and_(condition, Member.signup_scene_id.in_(_scenes_of_store(store_id)))
     won = session.execute(
@@ -340,7 +341,12 @@ def store_pool(session: Session, staff: Staff, *, after_member_id: int, limit: i
     rows = session.execute(
         select(Member.id, Member.nickname, Member.phone_masked, Member.joined_at)
         .join(QrScene, QrScene.id == Member.signup_scene_id)
-        .where(QrScene.store_id == store_id, Member.advisor_id.is_(None), Member.id > after_member_id)
+        .where(
+            QrScene.store_id == store_id,
+            Member.advisor_id.is_(None),
+            Member.deleted_at.is_(None),
+            Member.id > after_member_id,
+        )
         .order_by(Member.id)
         .limit(limit)
     ).all()
@@ -360,7 +366,7 @@ def pool_sizes(session: Session, *, store_id: int | None = None) -> list[PoolSiz
     waiting = (
         select(QrScene.store_id, func.count(Member.id).label("members"))
         .join(Member, Member.signup_scene_id == QrScene.id)
-        .where(Member.advisor_id.is_(None), QrScene.store_id.is_not(None))
+        .where(Member.advisor_id.is_(None), Member.deleted_at.is_(None), QrScene.store_id.is_not(None))
         .group_by(QrScene.store_id)
         .subquery()
     )

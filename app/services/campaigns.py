@@ -107,6 +107,8 @@ def issue_to_member(
     session: Session, campaign_id: int, template_id: int, member_id: int, *, at: MallTime
 ) -> bool:
     points.lock_account(session, member_id)
+    if session.scalar(select(Member.deleted_at).where(Member.id == member_id)) is not None:
+        return False  # deleted after the campaign was created: nothing more is sent to them
     coupon = coupons.issue_by_system(
         session,
         template_id,

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from app.db import run_transaction
 from app.mall_time import MallTime
 from app.models import Coupon
-from app.services import coupons, members
+from app.services import consents, coupons, members
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +92,20 @@ def claim_for_shopper(
     request_key: str,
     at: MallTime,
     shortcut: ClaimShortcut,
+    policy_version: str | None = None,
 ) -> tuple[Coupon, bool]:
-    """`coupons.claim` for the member behind a mini-program account, in its own transaction."""
+    """`coupons.claim` for the member behind a mini-program account, in its own transaction; with
+    `policy_version`, only for a member who consented to it (consents.ConsentRenewalRequired)."""
     if shortcut.refuses(template_id, account_id, request_key):
         raise coupons.SoldOut()
     shortcut.mark_attempt(account_id, request_key)
 
     def work(session: Session) -> tuple[Coupon, bool]:
-        member_id = members.member_id_of_account(session, account_id)
+        member_id = (
+            members.member_id_of_account(session, account_id)
+            if policy_version is None
+            else consents.member_id_for_action(session, account_id, policy_version)
+        )
         return coupons.claim(session, template_id, member_id, request_key=request_key, at=at)
 
     try:

@@ -99,7 +99,7 @@ def redeem_member_code(
     # Locked first, like every write that references a member (see app.services.points).
     member = session.get(Member, member_id, with_for_update=True)
     # A merged member's code (shown before the merge) is void: the shopper's app shows the survivor's.
-    if member is None or member.merged_into_member_id is not None:
+    if member is None or member.merged_into_member_id is not None or member.deleted_at is not None:
         raise MemberCodeInvalid()
     try:
         with session.begin_nested():

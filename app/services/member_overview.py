@@ -81,6 +81,8 @@ class Profile:
     # Set once the member was merged into another (app.services.member_merge).
     merged_into_member_id: int | None = None
     merged_at: datetime | None = None
+    # Set once the member deleted the account or was purged (app.services.personal_data).
+    deleted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +255,7 @@ def profile(session: Session, member_id: int) -> Profile:
             Member.advisor_note,
             Member.merged_into_member_id,
             Member.merged_at,
+            Member.deleted_at,
         )
         .join(Tier, Tier.id == Member.tier_id)
         .outerjoin(QrScene, QrScene.id == Member.signup_scene_id)
@@ -456,7 +459,12 @@ def tasks(session: Session, member_id: int) -> list[TaskLine]:
 
 def full_phone(session: Session, member_id: int, vault: PhoneVault) -> str:
     """The member's unmasked phone. Callers record who looked (audit `member.view_phone`)."""
-    ciphertext = session.scalar(select(Member.phone_ciphertext).where(Member.id == member_id))
-    if ciphertext is None:
+    row = session.execute(
+        select(Member.phone_ciphertext, Member.deleted_at).where(Member.id == member_id)
+    ).one_or_none()
+    if row is None:
         raise NotFound("会员不存在")
+    ciphertext, deleted_at = row
+    if deleted_at is not None:
+        raise NotFound("该会员已注销，手机号已删除")
     return vault.reveal(ciphertext)

@@ -116,8 +116,8 @@ def _query(search: MemberSearch, vault: PhoneVault) -> Select[*tuple[Any, ...]]:
     if (condition := _condition(search, vault)) is not None:
         statement = statement.where(condition)
     if not search.text or search.resolved_by() is not SearchBy.ID:
-        # Merged members are history: only a search by their id still opens them.
-        statement = statement.where(Member.merged_into_member_id.is_(None))
+        # Merged and deleted members are history: only a search by their id still opens them.
+        statement = statement.where(Member.merged_into_member_id.is_(None), Member.deleted_at.is_(None))
     if search.store_id is not None:
         statement = statement.where(member_scope.of_store(search.store_id))
     return statement

@@ -103,8 +103,12 @@ def accepted_policy_version(consent_version: str | None, policy_version: str) ->
 
 def member_of_account(session: Session, wechat_account_id: int) -> Member | None:
     """The member this WeChat account belongs to, if it has signed up."""
-    member_id = session.scalar(select(WeChatAccount.member_id).where(WeChatAccount.id == wechat_account_id))
-    return member_profile(session, member_id) if member_id is not None else None
+    row = session.execute(
+        select(WeChatAccount.member_id, WeChatAccount.revoked_at).where(WeChatAccount.id == wechat_account_id)
+    ).first()
+    if row is not None and row.revoked_at is not None:
+        raise AuthInvalid()
+    return member_profile(session, row.member_id) if row is not None and row.member_id is not None else None
 
 
 def phone_from_code(wechat: MiniProgramClient, phone_code: str) -> str:
@@ -132,7 +136,7 @@ def register(
     """
     # Locking the account serialises a double-tapped sign-up of the same shopper.
     account = session.get(WeChatAccount, wechat_account_id, with_for_update=True)
-    if account is None:
+    if account is None or account.revoked_at is not None:
         raise AuthInvalid()
     if account.member_id is not None:
         return SignUpResult(member_profile(session, account.member_id), created=False)
@@ -185,14 +189,20 @@ def _insert(session: Session, row: Member | WeChatAccount) -> None:
         raise RetryableConflict() from exc
 
 
-_MEMBER_OF_ACCOUNT = select(WeChatAccount.member_id).where(WeChatAccount.id == bindparam("account_id"))
+_MEMBER_OF_ACCOUNT = select(WeChatAccount.member_id, WeChatAccount.revoked_at).where(
+    WeChatAccount.id == bindparam("account_id")
+)
 
 
 def member_id_of_account(session: Session, wechat_account_id: int) -> int:
-    member_id = session.connection().scalar(_MEMBER_OF_ACCOUNT, {"account_id": wechat_account_id})
-    if member_id is None:
+    """The member behind a shopper token's account. A revoked account (its member deleted the
+    account) or one that no longer exists is an invalid token (AuthInvalid, 401)."""
+    row = session.connection().execute(_MEMBER_OF_ACCOUNT, {"account_id": wechat_account_id}).first()
+    if row is None or row.revoked_at is not None:
+        raise AuthInvalid()
+    if row.member_id is None:
         raise MemberNotRegistered()
-    return member_id
+    return int(row.member_id)
 
 
 @dataclass(frozen=True)

@@ -252,6 +252,22 @@ def expire_due_lots(session: Session, *, member_id: int, at: MallTime) -> int:
     return expired
 
 
+def forfeit_balance(session: Session, *, member_id: int, description: str, key: str, at: MallTime) -> int:
+    """Write off the member's whole spendable balance (an account deleted): every lot drained, one
+    EXPIRY entry, so the ledger still equals the balance. Debt stays as it is. Returns points forfeited;
+    a repeat with the same key forfeits nothing more."""
+    balance, debt = lock_account(session, member_id)
+    if balance == 0:
+        return 0
+    posting = Posting(member_id, balance, PointsEntryKind.EXPIRY, key, description)
+    if existing_entry(session, posting):
+        return 0
+    _set_account(session, member_id, 0, debt)
+    _drain_lots(session, member_id, balance)
+    _write_entry(session, posting, -balance, 0, debt, at)
+    return balance
+
+
 @dataclass(frozen=True)
 class MergedPoints:
     """What a member merge moved: spendable points (in how many lots) and debt."""

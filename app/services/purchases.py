@@ -42,6 +42,10 @@ class MemberMergedAway(Conflict):
     code = "MEMBER_MERGED"
 
 
+class MemberDeleted(Conflict):
+    code, message = "MEMBER_DELETED", "该会员已注销，消费请按非会员登记"
+
+
 class RefundConflict(Conflict):
     code, message = "REFUND_CONFLICT", "该退货单号已登记过一笔金额不同的退货"
 
@@ -125,6 +129,8 @@ def record_purchase(
     member = points.lock_member(session, new.member_id) if new.member_id is not None else None
     if member is not None and member.merged_into_member_id is not None:
         raise MemberMergedAway(f"该会员已合并到会员 {member.merged_into_member_id}，请为合并后的会员登记")
+    if member is not None and member.deleted_at is not None:
+        raise MemberDeleted()
     earned = (
         purchase_points(session, member, store, new.amount_fen, at=at, settings=settings) if member else 0
     )

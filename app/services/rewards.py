@@ -250,9 +250,13 @@ def adjust_by_operator(
     amount is an IdempotencyConflict; a debit never overdraws (InsufficientPoints)."""
     # Locked first, so that the member is known and a concurrent repeat waits for the first.
     points.lock_account(session, member_id)
-    merged_into = session.scalar(select(Member.merged_into_member_id).where(Member.id == member_id))
+    merged_into, deleted_at = session.execute(
+        select(Member.merged_into_member_id, Member.deleted_at).where(Member.id == member_id)
+    ).one()
     if merged_into is not None:
         raise AdjustmentInvalid(f"该会员已合并到会员 {merged_into}，请在会员 {merged_into} 名下调整积分")
+    if deleted_at is not None:
+        raise AdjustmentInvalid("该会员已注销，不能再调整积分")
     repeated = (
         session.scalar(
             select(PointsEntry.id).where(PointsEntry.idempotency_key == _adjust_key(idempotency_key))

@@ -81,12 +81,12 @@ def compile_rule(rule: Any, context: RuleContext) -> ColumnElement[bool]:
 
 def members_matching(condition: ColumnElement[bool]) -> Any:
     """SELECT members.id of the members a compiled rule hits (add ranges, counts or limits to it).
-    Merged members are history, never a target (tags, segments, campaigns)."""
+    Merged and deleted members are history, never a target (tags, segments, campaigns)."""
     return (
         select(Member.id)
         .select_from(Member)
         .outerjoin(MemberStats, MemberStats.member_id == Member.id)
-        .where(condition, Member.merged_into_member_id.is_(None))
+        .where(condition, Member.merged_into_member_id.is_(None), Member.deleted_at.is_(None))
     )
 
 

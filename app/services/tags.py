@@ -299,6 +299,8 @@ def refresh_system_tags(
         )
         .join(Tag, and_(Tag.kind == TagKind.SYSTEM, names_value_of(MemberStats, Tag)))
         .where(stats_in_range, ~held)
+        # A deleted member's statistics stay as anonymous figures, but nobody profiles them any more.
+        .where(~exists().where(Member.id == MemberStats.member_id, Member.deleted_at.is_not(None)))
     )
     added = session.execute(
         insert(MemberTag).from_select(["member_id", "tag_id", "source", "since"], newcomers)

@@ -315,9 +315,11 @@ def stage_candidates(
         .join(Member, Member.id == hits.c.member_id)
         .outerjoin(QrScene, QrScene.id == Member.signup_scene_id)
         .outerjoin(advisor, advisor.id == Member.advisor_id)
-        # A merged member is history: its survivor is the one to contact.
+        # A merged member is history: its survivor is the one to contact; a deleted one nobody contacts.
         .where(
-            or_(working_advisor.is_not(None), store_id.is_not(None)), Member.merged_into_member_id.is_(None)
+            or_(working_advisor.is_not(None), store_id.is_not(None)),
+            Member.merged_into_member_id.is_(None),
+            Member.deleted_at.is_(None),
         )
         .subquery("ranked")
     )

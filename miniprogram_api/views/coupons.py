@@ -47,6 +47,7 @@ def claim(headers: dict[str, Any], template_id: int) -> tuple[Coupon, int]:
         request_key=headers["idempotency_key"],
         at=mall_time(),
         shortcut=extensions().claim_shortcut,
+        policy_version=extensions().config.PRIVACY_POLICY_VERSION,
     )
     return coupon, 201 if created else 200
 

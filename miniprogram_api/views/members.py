@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import request
@@ -12,8 +13,16 @@ from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_
 from app.db import run_transaction, transaction, utcnow
 from app.extensions import extensions, mall_time
 from app.models import Member
-from app.services import members
+from app.services import consents, members
+from miniprogram_api.privacy_schemas import MeOut
 from miniprogram_api.schemas import MemberCodeOut, MemberOut, SignUpIn
+
+
+@dataclass(frozen=True)
+class MemberWithConsent:
+    member: Member
+    consent: consents.ConsentStatus
+
 
 blp = Blueprint("mp_members", __name__, url_prefix="/api/mp/v1", description="小程序：会员注册与会员卡")
 
@@ -55,12 +64,15 @@ def sign_up(args: dict[str, Any]) -> tuple[Member, int]:
 @blp.route("/me", methods=["GET"])
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
-@blp.response(200, MemberOut)
-def me() -> Member:
-    """我的会员卡：脱敏手机号、等级、积分、专属顾问"""
+@blp.response(200, MeOut)
+def me() -> MemberWithConsent:
+    """我的会员卡：脱敏手机号、等级、积分、专属顾问；隐私政策更新后 consent.required 为 true"""
     with transaction() as session:
         member_id = members.member_id_of_account(session, current_wechat_account_id())
-        return members.member_profile(session, member_id)
+        return MemberWithConsent(
+            members.member_profile(session, member_id),
+            consents.status(session, member_id, extensions().config.PRIVACY_POLICY_VERSION),
+        )
 
 
 @blp.route("/me/code", methods=["GET"])

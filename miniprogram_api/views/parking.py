@@ -31,6 +31,7 @@ from miniprogram_api.parking_schemas import (
     QuoteArgs,
     QuoteOut,
 )
+from miniprogram_api.views.privacy import acting_member_id
 
 blp = Blueprint("mp_parking", __name__, url_prefix="/api/mp/v1", description="小程序：车牌与停车缴费")
 
@@ -57,7 +58,7 @@ def bind_plate(args: dict[str, Any]) -> tuple[MemberPlate, int]:
     at = mall_time()
 
     def work(session: Session) -> tuple[MemberPlate, bool]:
-        member_id = members.member_id_of_account(session, current_wechat_account_id())
+        member_id = acting_member_id(session)
         return plates.bind(session, member_id, args["plate"], at=at)
 
     plate, created = run_transaction(work)
@@ -126,7 +127,7 @@ def pay(args: dict[str, Any], headers: dict[str, Any]) -> tuple[ParkingPayment, 
     carpark = extensions().carpark
     key = headers["idempotency_key"]
     with transaction() as session:
-        member_id = members.member_id_of_account(session, current_wechat_account_id())
+        member_id = acting_member_id(session)
         context = parking.payment_context(
             session,
             member_id,

@@ -19,6 +19,7 @@ from miniprogram_api.schemas import (
     ShareOut,
     TierProgressOut,
 )
+from miniprogram_api.views.privacy import acting_member_id
 
 blp = Blueprint("mp_points", __name__, url_prefix="/api/mp/v1", description="小程序：积分、签到与等级")
 
@@ -58,7 +59,7 @@ def check_in() -> dict[str, Any]:
     at = mall_time()
 
     def work(session: Any) -> dict[str, Any]:
-        member_id = members.member_id_of_account(session, current_wechat_account_id())
+        member_id = acting_member_id(session)
         record, created = rewards.check_in(
             session, member_id, at=at, settings=points.points_settings(session)
         )
@@ -84,7 +85,7 @@ def share() -> rewards.ShareResult:
     at = mall_time()
 
     def work(session: Session) -> rewards.ShareResult:
-        member_id = members.member_id_of_account(session, current_wechat_account_id())
+        member_id = acting_member_id(session)
         return rewards.reward_share(session, member_id, at=at, settings=points.points_settings(session))
 
     return run_transaction(work)
