@@ -58,7 +58,11 @@ _NAMED_VALUE = re.compile(
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
 # itsdangerous tokens and JWTs (base64 JSON payload, "eyJ"), zlib-compressed session cookies (".eJ").
 _SIGNED_TOKEN = re.compile(r"\.?\be[yJ][A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{8,}")
-_OPENID = re.compile(r"(?<![A-Za-z0-9_-])o[A-Za-z0-9_-]{27}(?![A-Za-z0-9_-])")
+# Also at least one capital or digit, as base64 of random bytes has: a 28-letter identifier in a
+# traceback (`on_request_finished_callback`) stays readable.
+_OPENID = re.compile(
+    r"(?<![A-Za-z0-9_-])o(?=[A-Za-z0-9_-]{27}(?![A-Za-z0-9_-]))(?=[a-z_-]*[A-Z0-9])[A-Za-z0-9_-]{27}"
+)
 _PHONE = re.compile(r"(?<![0-9])(?:(?:\+|00)?86[ -]?)?(1[3-9][0-9])[ -]?[0-9]{4}[ -]?([0-9]{4})(?![0-9])")
 
 
