@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 
 from app.db import run_transaction, transaction
 from app.extensions import extensions
-from app.pii import UnknownPhoneKey
+from app.pii import PhoneKeyError
 from app.services import phone_keys
 
 
@@ -39,8 +39,10 @@ def register_key_commands(app: Flask) -> None:
                 batch = run_transaction(
                     partial(phone_keys.rotate_batch, vault=vault, after_id=after_id, batch_size=batch_size)
                 )
-            except UnknownPhoneKey as exc:
-                raise click.ClickException(f"{exc}: add it to PHONE_ENCRYPTION_KEYS and run again") from exc
+            except PhoneKeyError as exc:
+                raise click.ClickException(
+                    f"{exc} (a member after {after_id}): configure it in PHONE_ENCRYPTION_KEYS and run again"
+                ) from exc
             if batch.last_member_id is None:
                 break
             after_id = batch.last_member_id

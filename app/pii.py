@@ -21,6 +21,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _NONCE_BYTES = 12
@@ -65,12 +66,22 @@ def mask_phone(phone: str) -> str:
     return f"{phone[:3]}****{phone[-4:]}"
 
 
-class UnknownPhoneKey(ValueError):
-    """A ciphertext sealed by a key this vault was not given."""
+class PhoneKeyError(ValueError):
+    """A ciphertext this vault cannot open: its key is missing or not the one configured under its id."""
 
-    def __init__(self, key_id: int) -> None:
-        super().__init__(f"phone ciphertext is under key {key_id}, which is not configured")
+    def __init__(self, message: str, key_id: int) -> None:
+        super().__init__(message)
         self.key_id = key_id
+
+
+class UnknownPhoneKey(PhoneKeyError):
+    def __init__(self, key_id: int) -> None:
+        super().__init__(f"phone ciphertext is under key {key_id}, which is not configured", key_id)
+
+
+class WrongPhoneKey(PhoneKeyError):
+    def __init__(self, key_id: int) -> None:
+        super().__init__(f"phone ciphertext does not open with the key configured as key {key_id}", key_id)
 
 
 def ciphertext_key_id(ciphertext: bytes) -> int:
@@ -119,10 +130,10 @@ class PhoneVault:
             raise UnknownPhoneKey(key_id)
         sealed = ciphertext if len(ciphertext) == UNVERSIONED_LENGTH else ciphertext[1:]
         nonce, body = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
-        return aead.decrypt(nonce, body, b"phone").decode()
-
-    def is_current(self, ciphertext: bytes) -> bool:
-        return ciphertext_key_id(ciphertext) == self.current_key_id
+        try:
+            return aead.decrypt(nonce, body, b"phone").decode()
+        except InvalidTag as exc:
+            raise WrongPhoneKey(key_id) from exc
 
     def reseal(self, ciphertext: bytes) -> bytes:
         """The same phone sealed under the current key (the blind index does not change)."""

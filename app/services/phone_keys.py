@@ -50,8 +50,8 @@ def rotate_batch(session: Session, vault: PhoneVault, *, after_id: int, batch_si
     """Re-encrypt, under the current key, the phones of up to `batch_size` members with an id above
     `after_id` that are under another key. A phone written meanwhile is left alone (the update is
     conditional on the ciphertext read), as its writer sealed it under the current key. The blind
-    index is untouched: its key does not rotate. Raises `UnknownPhoneKey` before changing anything
-    if a phone is under a key the vault lacks."""
+    index is untouched: its key does not rotate. Raises `PhoneKeyError` before changing anything
+    if a phone is under a key the vault lacks (or holds a different key under that id)."""
     rows = session.execute(
         select(Member.id, Member.phone_ciphertext)
         .where(Member.id > after_id, _not_under_key(vault.current_key_id))

@@ -206,3 +206,19 @@ def test_a_phone_under_a_key_no_longer_configured_stops_the_rotation_and_says_wh
     assert result.exit_code == 1
     assert "under key 2, which is not configured" in result.output
     assert ciphertexts(session) == before
+
+
+def test_a_wrong_key_under_an_old_id_stops_the_rotation_before_changing_anything(
+    members_under_key_1: list[int], session: Session, config: Config
+) -> None:
+    before = ciphertexts(session)
+    not_key_1 = base64.b64encode(os.urandom(32)).decode()
+    misconfigured = create_app(config.with_overrides(PHONE_ENCRYPTION_KEYS=f"2:{NEW_KEY},1:{not_key_1}"))
+    try:
+        result = rotate(misconfigured)
+    finally:
+        bound_database(misconfigured).engine.dispose()
+
+    assert result.exit_code == 1
+    assert "does not open with the key configured as key 1" in result.output
+    assert ciphertexts(session) == before
