@@ -8,6 +8,7 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from app.config import INSTANCE_DIR, Config
+from app.log_masking import install_log_masking
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -35,6 +36,8 @@ def create_app(config: Config | None = None) -> Flask:
 def _configure_logging(app: Flask) -> None:
     if not app.debug and not app.testing and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Phones, tokens, openids and secrets never reach a log line, whoever logs and whatever handles it.
+    install_log_masking(app.logger.name)
 
 
 class _SessionOnlyWhenSent(SecureCookieSessionInterface):

@@ -21,6 +21,7 @@ from app.config import PROJECT_ROOT
 from app.db import transaction, utcnow
 from app.extensions import extensions, mall_time
 from app.import_cli import register_import_commands
+from app.keys_cli import register_key_commands
 from app.mall_time import MallTime
 from app.services import advisors, coupons, kpis, points, push, tasks
 
@@ -243,6 +244,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(tags_group)
     app.cli.add_command(tasks_group)
     register_import_commands(app)
+    register_key_commands(app)
 
     @app.cli.command("seed-demo")
     @click.option("--members", "member_count", default=300, show_default=True)

@@ -39,6 +39,10 @@ class Config:
 
     # Personal data: AES-256-GCM key for phone numbers, HMAC key for their blind index.
     PHONE_ENCRYPTION_KEY: str = _DEV_PHONE_KEY
+    # Key rotation: "2:<base64 key>,1:<base64 key>", the current key first (new phones are sealed with
+    # it; the others only open older ciphertexts until `flask keys rotate` has re-encrypted them).
+    # PHONE_ENCRYPTION_KEY is key 1 unless this list names key 1 itself.
+    PHONE_ENCRYPTION_KEYS: str = ""
     PHONE_INDEX_KEY: str = _DEV_SECRET + "-phone-index"
 
     AUTH_TOKEN_TTL_SECONDS: int = 7 * 24 * 3600
@@ -115,9 +119,24 @@ class Config:
     def with_overrides(self, **overrides: Any) -> Config:
         return replace(self, **overrides)
 
+    def phone_encryption_keys(self) -> tuple[tuple[int, str], ...]:
+        """The phone keyring as (key id, base64 key) pairs, the current key first."""
+        keys = _parse_phone_keys(self.PHONE_ENCRYPTION_KEYS)
+        listed = dict(keys)
+        if 1 in listed:
+            if self.PHONE_ENCRYPTION_KEY not in (listed[1], _DEV_PHONE_KEY):
+                raise ValueError("PHONE_ENCRYPTION_KEY and key 1 of PHONE_ENCRYPTION_KEYS differ")
+        elif self._phone_key_1_in_use():
+            keys.append((1, self.PHONE_ENCRYPTION_KEY))
+        return tuple(keys)
+
+    def _phone_key_1_in_use(self) -> bool:
+        return True
+
     def validate(self) -> None:
         if self.RETENTION_INACTIVE_DAYS < 0:
             raise ValueError("RETENTION_INACTIVE_DAYS must be 0 (off) or a number of days")
+        self.phone_encryption_keys()
         if self.MEMBER_CODE_STEP_SECONDS <= 0 or self.MEMBER_CODE_STEP_SECONDS > 60:
             raise ValueError("MEMBER_CODE_STEP_SECONDS must be between 1 and 60")
         if not _is_encoding_aes_key(self.WECOM_CALLBACK_AES_KEY):
@@ -158,13 +177,17 @@ class Config:
 class ProductionConfig(Config):
     APP_ENV: str = "production"
 
+    def _phone_key_1_in_use(self) -> bool:
+        # With a key list, leaving PHONE_ENCRYPTION_KEY unset retires key 1 (once rotated away from);
+        # without one it is the only key, and the check below refuses the development value.
+        return not self.PHONE_ENCRYPTION_KEYS or self.PHONE_ENCRYPTION_KEY != _DEV_PHONE_KEY
+
     def validate(self) -> None:
         super().validate()
         insecure = [
             name
             for name in (
                 "SECRET_KEY",
-                "PHONE_ENCRYPTION_KEY",
                 "PHONE_INDEX_KEY",
                 "MEMBER_CODE_SECRET",
                 "POS_KEY_SECRET",
@@ -172,12 +195,33 @@ class ProductionConfig(Config):
             )
             if _DEV_SECRET in getattr(self, name) or getattr(self, name) == _DEV_PHONE_KEY
         ]
+        if any(key == _DEV_PHONE_KEY for _, key in self.phone_encryption_keys()):
+            insecure.append("PHONE_ENCRYPTION_KEYS" if self.PHONE_ENCRYPTION_KEYS else "PHONE_ENCRYPTION_KEY")
         if self.WECOM_CALLBACK_TOKEN == _DEV_WECOM_CALLBACK_TOKEN:
             insecure.append("WECOM_CALLBACK_TOKEN")
         if self.WECOM_CALLBACK_AES_KEY == _DEV_WECOM_CALLBACK_AES_KEY:
             insecure.append("WECOM_CALLBACK_AES_KEY")
         if insecure:
             raise ValueError(f"production requires real secrets for: {', '.join(insecure)}")
+
+
+def _parse_phone_keys(spec: str) -> list[tuple[int, str]]:
+    """ "2:<base64>,1:<base64>" as [(2, "<base64>"), (1, "<base64>")]; refuses what cannot work."""
+    keys: list[tuple[int, str]] = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key_id, sep, key = item.partition(":")
+        if not sep or not key_id.strip().isdigit() or not 1 <= int(key_id) <= 255:
+            raise ValueError("PHONE_ENCRYPTION_KEYS entries must be <key id 1-255>:<base64 key>")
+        if int(key_id) in dict(keys):
+            raise ValueError(f"PHONE_ENCRYPTION_KEYS names key {int(key_id)} twice")
+        try:
+            decoded = base64.b64decode(key.strip(), validate=True)
+        except binascii.Error:
+            decoded = b""
+        if len(decoded) != 32:
+            raise ValueError(f"PHONE_ENCRYPTION_KEYS key {int(key_id)} must be 32 bytes, base64-encoded")
+        keys.append((int(key_id), key.strip()))
+    return keys
 
 
 def _is_encoding_aes_key(value: str) -> bool:

@@ -53,7 +53,7 @@ def init_extensions(app: Flask, config: Config) -> None:
     app.extensions["mallmember"] = Extensions(
         config=config,
         redis=redis_client,
-        phone_vault=PhoneVault(config.PHONE_ENCRYPTION_KEY, config.PHONE_INDEX_KEY),
+        phone_vault=PhoneVault(config.phone_encryption_keys(), config.PHONE_INDEX_KEY),
         wechat=MiniProgramClient(
             appid=config.WECHAT_APPID,
             secret=config.WECHAT_SECRET,

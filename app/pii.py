@@ -2,6 +2,12 @@
 
 The index lets us find and de-duplicate members by phone without storing it in
 clear; the ciphertext is only opened when a person genuinely needs the number.
+
+Encryption keys rotate: a ciphertext starts with the id (one byte, 1-255) of the key that sealed it,
+so several keys can be in use while `flask keys rotate` re-encrypts under the current one. Ciphertexts
+written before key ids existed carry none and are key 1's. The blind index key never rotates: the
+index is the phone's identity in the `phone_index` unique column, and re-keying it would mean
+recomputing every index from the decrypted phone at once, with lookups failing in between.
 """
 
 from __future__ import annotations
@@ -12,11 +18,19 @@ import hmac
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _NONCE_BYTES = 12
+_TAG_BYTES = 16
+_PHONE_DIGITS = 11
+# Phones are always normalised to 11 digits, so every ciphertext from before key ids has exactly this
+# length, and every later one is a byte longer (40: within the VARBINARY(64) column).
+UNVERSIONED_LENGTH = _NONCE_BYTES + _PHONE_DIGITS + _TAG_BYTES
+UNVERSIONED_KEY_ID = 1
 _CN_MOBILE = re.compile(r"^1\d{10}$")
 
 
@@ -52,12 +66,54 @@ def mask_phone(phone: str) -> str:
     return f"{phone[:3]}****{phone[-4:]}"
 
 
+class PhoneKeyError(ValueError):
+    """A ciphertext this vault cannot open: its key is missing or not the one configured under its id."""
+
+    def __init__(self, message: str, key_id: int) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
+class UnknownPhoneKey(PhoneKeyError):
+    def __init__(self, key_id: int) -> None:
+        super().__init__(f"phone ciphertext is under key {key_id}, which is not configured", key_id)
+
+
+class WrongPhoneKey(PhoneKeyError):
+    def __init__(self, key_id: int) -> None:
+        super().__init__(f"phone ciphertext does not open with the key configured as key {key_id}", key_id)
+
+
+def ciphertext_key_id(ciphertext: bytes) -> int:
+    """The id of the key that sealed `ciphertext` (key 1 for one written before key ids)."""
+    if len(ciphertext) == UNVERSIONED_LENGTH:
+        return UNVERSIONED_KEY_ID
+    return ciphertext[0]
+
+
 class PhoneVault:
-    def __init__(self, encryption_key_b64: str, index_key: str) -> None:
-        key = base64.b64decode(encryption_key_b64)
-        if len(key) != 32:
-            raise ValueError("PHONE_ENCRYPTION_KEY must be 32 bytes, base64-encoded")
-        self._aead = AESGCM(key)
+    """Seals phones under the current key; opens them under any key it holds.
+
+    `encryption_keys` is either one base64 key (it is key 1) or `(key id, base64 key)` pairs, the
+    current key first.
+    """
+
+    def __init__(self, encryption_keys: str | Sequence[tuple[int, str]], index_key: str) -> None:
+        pairs = (
+            [(UNVERSIONED_KEY_ID, encryption_keys)] if isinstance(encryption_keys, str) else encryption_keys
+        )
+        if not pairs:
+            raise ValueError("PhoneVault needs at least one encryption key")
+        self._aeads: dict[int, AESGCM] = {}
+        for key_id, key_b64 in pairs:
+            if not 1 <= key_id <= 255 or key_id in self._aeads:
+                raise ValueError(f"phone key ids must be distinct numbers from 1 to 255, not {key_id}")
+            key = base64.b64decode(key_b64)
+            if len(key) != 32:
+                raise ValueError("PHONE_ENCRYPTION_KEY must be 32 bytes, base64-encoded")
+            self._aeads[key_id] = AESGCM(key)
+        self.current_key_id = pairs[0][0]
+        self._current = self._aeads[self.current_key_id]
         self._index_key = index_key.encode()
 
     def blind_index(self, phone: str) -> str:
@@ -65,10 +121,24 @@ class PhoneVault:
 
     def protect(self, phone: str) -> ProtectedPhone:
         phone = normalize_phone(phone)
-        nonce = os.urandom(_NONCE_BYTES)
-        ciphertext = nonce + self._aead.encrypt(nonce, phone.encode(), b"phone")
-        return ProtectedPhone(ciphertext, self.blind_index(phone), mask_phone(phone))
+        return ProtectedPhone(self._seal(phone), self.blind_index(phone), mask_phone(phone))
 
     def reveal(self, ciphertext: bytes) -> str:
-        nonce, sealed = ciphertext[:_NONCE_BYTES], ciphertext[_NONCE_BYTES:]
-        return self._aead.decrypt(nonce, sealed, b"phone").decode()
+        key_id = ciphertext_key_id(ciphertext)
+        aead = self._aeads.get(key_id)
+        if aead is None:
+            raise UnknownPhoneKey(key_id)
+        sealed = ciphertext if len(ciphertext) == UNVERSIONED_LENGTH else ciphertext[1:]
+        nonce, body = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+        try:
+            return aead.decrypt(nonce, body, b"phone").decode()
+        except InvalidTag as exc:
+            raise WrongPhoneKey(key_id) from exc
+
+    def reseal(self, ciphertext: bytes) -> bytes:
+        """The same phone sealed under the current key (the blind index does not change)."""
+        return self._seal(self.reveal(ciphertext))
+
+    def _seal(self, phone: str) -> bytes:
+        nonce = os.urandom(_NONCE_BYTES)
+        return bytes([self.current_key_id]) + nonce + self._current.encrypt(nonce, phone.encode(), b"phone")

@@ -198,7 +198,7 @@ class Generator:
         self.start = self.now - timedelta(days=365 * years)
         self.tz = ZoneInfo("Asia/Shanghai")
         config = Config()
-        self.vault = PhoneVault(config.PHONE_ENCRYPTION_KEY, config.PHONE_INDEX_KEY)
+        self.vault = PhoneVault(config.phone_encryption_keys(), config.PHONE_INDEX_KEY)
         self.category_of_store: dict[int, str] = {}
         self.stores_by_category: dict[str, list[int]] = {}
         self.advisor_ids: list[int] = []
