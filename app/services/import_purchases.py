@@ -170,8 +170,8 @@ def _parse(row: Row, context: BatchContext, stores: dict[str, int]) -> PurchaseR
 # member_id, store_id, receipt_no, amount_fen, purchased_at, created_at
 NewRow = tuple[int | None, int, str, int, datetime, datetime]
 _COLUMNS = ("member_id", "store_id", "receipt_no", "amount_fen", "purchased_at", "created_at")
-# MySQL error 1148/3948: LOAD DATA LOCAL is disabled on the client or the server.
-_LOCAL_INFILE_REFUSED = frozenset({1148, 3948})
+# LOAD DATA LOCAL disabled on the client or the server: MySQL's 1148 and 3948, MariaDB's 4166.
+_LOCAL_INFILE_REFUSED = frozenset({1148, 3948, 4166})
 
 
 def _insert(session: Session, rows: list[NewRow]) -> bool:

@@ -6,14 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pymysql
 import pytest
 from flask import Flask
 from openpyxl import Workbook
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.extensions import extensions
 from app.models import ImportJob, Member, PointsEntry, Purchase, Store, Tier
+from app.services import import_purchases
 from tests import factories
 from tests.app.imports.import_flows import import_file, report_rows, write_csv
 
@@ -173,3 +176,26 @@ def test_a_merged_away_members_phone_credits_the_survivor(
 
     assert import_file(app, "purchases", path).exit_code == 0
     assert [p.member_id for p in purchases(session)] == [survivor.id]
+
+
+@pytest.mark.mariadb
+def test_a_server_that_refuses_load_data_local_gets_multi_row_inserts(
+    app: Flask,
+    session: Session,
+    mall: tuple[Store, Member, Tier],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refusal = pymysql.err.OperationalError(4166, "The used command is not allowed (local infile disabled)")
+
+    def refuse(*_: object) -> int:
+        raise OperationalError("LOAD DATA LOCAL INFILE", {}, refusal)
+
+    monkeypatch.setattr(import_purchases, "_load_data", refuse)
+    monkeypatch.setattr(import_purchases, "_local_infile_refused", set())
+    path = write_csv(tmp_path / "pos.csv", [HEADER, ["F1-01", "R1", "10", "2026-03-01 10:00:00", ""]])
+
+    result = import_file(app, "purchases", path)
+
+    assert result.exit_code == 0, result.output
+    assert [p.receipt_no for p in purchases(session)] == ["R1"]
