@@ -38,6 +38,9 @@ RULES = "points_rules"
 TIERS = "tiers"
 STORES = "stores"
 STAFF = "staff"  # staff and operators, cached one by one for the auth check of every request
+# Bumped by hand (`bump_versions`) when a member stops standing for their phone: merged into another
+# or deleted. Long runs that map phones to members (purchase imports) drop their map when it moves.
+MEMBER_IDENTITIES = "member_identities"
 
 # The group whose version a write to each table bumps.
 GROUP_OF_TABLE: dict[str, str] = {
@@ -114,6 +117,11 @@ def _through_cache(
         value = load(loader)
     cache.store(key, version, value)
     return value
+
+
+def version(session: Session, group: str) -> int:
+    """`group`'s version as this transaction sees it (read once per transaction, like `cached`)."""
+    return _versions(session).get(group, 0)
 
 
 def versions_read(session: Session) -> dict[str, Any]:

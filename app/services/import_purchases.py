@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections import Counter
-from dataclasses import dataclass
+from collections import ChainMap, Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from app import reference_cache
 from app.db import RetryableConflict
 from app.models import Purchase, Store
 from app.services.import_batches import BatchContext, BatchResult, Loader, Row
@@ -48,12 +50,20 @@ class PurchaseRow:
     phone_index: str | None
 
 
+# Phones a run remembers its members of: ~200 bytes each, so at most ~50 MB however many members.
+MEMBER_MAP_LIMIT = 250_000
+
+
 @dataclass
 class PurchaseRun:
-    """What a run's batches share: the stores, and whether to insert first (see `store_purchases`)."""
+    """What a run's batches share: the stores, whether to insert first (see `store_purchases`), and
+    the members of the phones met so far (see `_member_ids`)."""
 
     stores: dict[str, int]
     insert_first: bool = True
+    members: dict[str, int] = field(default_factory=dict)
+    # The MEMBER_IDENTITIES version `members` holds for; a merge or a deletion moves it.
+    identity_version: int | None = None
 
 
 def _start_run(session: Session) -> PurchaseRun:
@@ -91,7 +101,9 @@ def prepare_purchases(rows: list[Row], run: PurchaseRun, context: BatchContext) 
 
 def store_purchases(session: Session, prepared: PreparedPurchases, context: BatchContext) -> BatchResult:
     parsed, result = prepared.rows, prepared.result
-    members = _member_ids(session, {p.phone_index for p in parsed.values() if p.phone_index is not None})
+    members = _member_ids(
+        session, prepared.run, {p.phone_index for p in parsed.values() if p.phone_index is not None}
+    )
     candidates: dict[tuple[int, str], NewRow] = {}
     for key, purchase_row in parsed.items():
         member_id = members.get(purchase_row.phone_index) if purchase_row.phone_index else None
@@ -266,8 +278,26 @@ def _stores_by_code(session: Session) -> dict[str, int]:
     return by_name | {code: store_id for code, _, store_id in stores}
 
 
-def _member_ids(session: Session, phone_indexes: set[str]) -> dict[str, int]:
-    """Member id per phone; a member merged into another gives the survivor's."""
+def _member_ids(session: Session, run: PurchaseRun, phone_indexes: set[str]) -> Mapping[str, int]:
+    """Member id per phone; a member merged into another gives the survivor's.
+
+    A sales file names the same members again and again (each about eight times in a year's sales),
+    so the run keeps the members it has found and looks up only phones it has not met. The map holds
+    while no member has been merged or deleted since it was filled (one narrow read per batch tells);
+    phones that are no member are looked up again each time (they may sign up meanwhile)."""
+    version = reference_cache.version(session, reference_cache.MEMBER_IDENTITIES)
+    if version != run.identity_version:
+        run.members.clear()
+        run.identity_version = version
+    known = run.members
+    found = _members_by_phone(session, {index for index in phone_indexes if index not in known})
+    if len(known) + len(found) <= MEMBER_MAP_LIMIT:
+        known.update(found)
+        return known
+    return ChainMap(found, known)
+
+
+def _members_by_phone(session: Session, phone_indexes: set[str]) -> dict[str, int]:
     if not phone_indexes:
         return {}
     # The digests are written into the statement: they are hex (checked), and binding ~2,000 of them

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from app import reference_cache
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.mall_time import MallTime
 from app.models import (
@@ -238,6 +239,7 @@ def merge(
         if getattr(survivor, attribute) is None and getattr(source, attribute) is not None:
             setattr(survivor, attribute, getattr(source, attribute))
     source.merged_into_member_id = survivor_id
+    reference_cache.bump_versions(session, [reference_cache.MEMBER_IDENTITIES])
     source.merged_at = at.now
     _queue_stats(session, [survivor_id, source_id])
     session.flush()

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
+from app import reference_cache
 from app.errors import Conflict, NotFound
 from app.mall_time import MallTime
 from app.models import (
@@ -254,6 +255,7 @@ def erase(
         ),
     )
     # A tombstone per member keeps the unique index and frees the phone for a new sign-up.
+    reference_cache.bump_versions(session, [reference_cache.MEMBER_IDENTITIES])
     for each_id in ids:
         session.execute(
             update(Member)

@@ -3,6 +3,7 @@ conflicts and bad rows reported, Excel cells, and stats picking them up."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,9 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.extensions import extensions
-from app.models import ImportJob, Member, PointsEntry, Purchase, Store, Tier
-from app.services import import_purchases
+from app.db import run_transaction, transaction
+from app.extensions import extensions, mall_time
+from app.models import ImportJob, ImportKind, Member, PointsEntry, Purchase, Store, Tier
+from app.services import import_purchases, imports, member_merge, personal_data
 from tests import factories
 from tests.app.imports.import_flows import import_file, report_rows, write_csv
 
@@ -198,4 +200,70 @@ def test_a_server_that_refuses_load_data_local_gets_multi_row_inserts(
     result = import_file(app, "purchases", path)
 
     assert result.exit_code == 0, result.output
+    assert [p.receipt_no for p in purchases(session)] == ["R1"]
+
+
+def _run_pausing_after_first_batch(app: Flask, path: Path, between: Callable[[Session], object]) -> ImportJob:
+    """Import `path` one row per batch, calling `between` in its own transaction after the first batch."""
+    with app.app_context():
+        vault = extensions().phone_vault
+        with transaction() as session:
+            job_id = imports.prepare(
+                session,
+                imports.ImportRequest(ImportKind.PURCHASES, path, path.name),
+                now=mall_time().now,
+            ).id
+
+        def after_batch(progress: imports.Progress) -> None:
+            if progress.rows_done == 1:
+                run_transaction(between)
+
+        return imports.run(
+            job_id,
+            path,
+            run_in_transaction=run_transaction,
+            vault=vault,
+            clock=mall_time,
+            batch_size=1,
+            progress=after_batch,
+        )
+
+
+def test_a_member_merged_during_an_import_is_credited_as_the_survivor_from_then_on(
+    app: Flask, session: Session, mall: tuple[Store, Member, Tier], tmp_path: Path
+) -> None:
+    _, source, tier = mall
+    with app.app_context():
+        vault = extensions().phone_vault
+    survivor = factories.create_member(session, vault, "13900139000", tier)
+    path = write_csv(
+        tmp_path / "pos.csv",
+        [HEADER] + [["F1-01", f"R{n}", "10", "2026-03-01 10:00:00", "13800138000"] for n in range(1, 4)],
+    )
+
+    job = _run_pausing_after_first_batch(
+        app,
+        path,
+        lambda s: member_merge.merge(s, survivor.id, source.id, operator_id=None, at=mall_time()),
+    )
+
+    assert (job.created, job.rejected) == (3, 0)
+    # R1 was recorded before the merge and moved with it; R2 and R3 went to the survivor directly.
+    assert [p.member_id for p in purchases(session)] == [survivor.id] * 3
+
+
+def test_a_member_deleted_during_an_import_gets_no_further_sales(
+    app: Flask, session: Session, mall: tuple[Store, Member, Tier], tmp_path: Path
+) -> None:
+    _, member, _ = mall
+    path = write_csv(
+        tmp_path / "pos.csv",
+        [HEADER] + [["F1-01", f"R{n}", "10", "2026-03-01 10:00:00", "13800138000"] for n in range(1, 4)],
+    )
+
+    job = _run_pausing_after_first_batch(
+        app, path, lambda s: personal_data.erase(s, member.id, at=mall_time(), reason="member")
+    )
+
+    assert (job.created, job.rejected) == (1, 2)
     assert [p.receipt_no for p in purchases(session)] == ["R1"]
