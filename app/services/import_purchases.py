@@ -48,10 +48,14 @@ class PurchaseRow:
     amount_fen: int
     purchased_at: datetime
     phone_index: str | None
+    # store_id, receipt_no, amount_fen and purchased_at as LOAD DATA reads them, written by the
+    # reader thread so that the main thread only adds the member.
+    load_columns: str
 
 
-# Phones a run remembers its members of: ~200 bytes each, so at most ~50 MB however many members.
-MEMBER_MAP_LIMIT = 250_000
+# Phones a run remembers (their blind index, their member): ~450 bytes each, so at most ~90 MB
+# however many members.
+MEMBER_MAP_LIMIT = 200_000
 
 
 @dataclass
@@ -64,6 +68,8 @@ class PurchaseRun:
     members: dict[str, int] = field(default_factory=dict)
     # The MEMBER_IDENTITIES version `members` holds for; a merge or a deletion moves it.
     identity_version: int | None = None
+    # Blind index by phone cell, in the reader thread: an HMAC per row was its largest single cost.
+    phone_indexes: dict[Any, str] = field(default_factory=dict)
 
 
 def _start_run(session: Session) -> PurchaseRun:
@@ -84,7 +90,7 @@ def prepare_purchases(rows: list[Row], run: PurchaseRun, context: BatchContext) 
     parsed: dict[tuple[int, str], PurchaseRow] = {}
     for row in rows:
         try:
-            purchase_row = _parse(row, context, run.stores)
+            purchase_row = _parse(row, context, run)
         except CellInvalid as exc:
             result.reject(row, str(exc))
             continue
@@ -110,36 +116,30 @@ def store_purchases(session: Session, prepared: PreparedPurchases, context: Batc
         if purchase_row.phone_index is not None and member_id is None:
             result.reject(purchase_row.row, "手机号不是会员（请先导入会员）")
             continue
-        candidates[key] = (
-            member_id,
-            purchase_row.store_id,
-            purchase_row.receipt_no,
-            purchase_row.amount_fen,
-            purchase_row.purchased_at,
-            context.at.now,
-        )
+        candidates[key] = (member_id, purchase_row)
     if not candidates:
         return result
+    created_at = context.at.now
     # A first import's batches hold new receipts only: insert them all at once, and only where one
     # turns out to be recorded already, undo that and set the recorded ones apart first. From then on
     # (a re-import, most likely) the run looks its receipts up before inserting.
     if prepared.run.insert_first:
-        if _insert(session, list(candidates.values())):
+        if _insert(session, list(candidates.values()), created_at):
             result.created = len(candidates)
             return result
         prepared.run.insert_first = False
     recorded = _recorded(session, list(candidates))
     new_rows = []
-    for key, row in candidates.items():
+    for key, (member_id, purchase_row) in candidates.items():
         if (existing := recorded.get(key)) is None:
-            new_rows.append(row)
+            new_rows.append((member_id, purchase_row))
             continue
         amount_fen, existing_member_id = existing
-        if (amount_fen, existing_member_id) != (row[3], row[0]):
+        if (amount_fen, existing_member_id) != (purchase_row.amount_fen, member_id):
             recorded_as = f"¥{amount_fen / 100:.2f}，会员 {existing_member_id or '无'}"
-            result.conflict(parsed[key].row, f"小票已登记（{recorded_as}），保留已登记的记录")
+            result.conflict(purchase_row.row, f"小票已登记（{recorded_as}），保留已登记的记录")
         result.unchanged += 1
-    if new_rows and not _insert(session, new_rows):
+    if new_rows and not _insert(session, new_rows, created_at):
         raise RetryableConflict()  # recorded meanwhile (by a terminal): the batch runs again and finds it
     result.created = len(new_rows)
     return result
@@ -151,12 +151,12 @@ PURCHASES_LOADER = Loader(reference=_start_run, prepare=prepare_purchases, store
 _REQUIRED = [(field.name, field.label) for field in PURCHASE_FIELDS if field.required]
 
 
-def _parse(row: Row, context: BatchContext, stores: dict[str, int]) -> PurchaseRow:
+def _parse(row: Row, context: BatchContext, run: PurchaseRun) -> PurchaseRow:
     _, cells = row
     for name, label in _REQUIRED:
         if cells[name] is None:
             raise CellInvalid(f"缺少{label}")
-    store_id = stores.get(_code(cells["store"]))
+    store_id = run.stores.get(_code(cells["store"]))
     if store_id is None:
         raise CellInvalid(f"未知门店「{cells['store']}」（请填门店编码）")
     receipt_no = _code(cells["receipt_no"])
@@ -175,18 +175,28 @@ def _parse(row: Row, context: BatchContext, stores: dict[str, int]) -> PurchaseR
         receipt_no=receipt_no,
         amount_fen=amount_fen,
         purchased_at=purchased_at,
-        phone_index=context.vault.blind_index(parse_phone(phone)) if phone is not None else None,
+        phone_index=_phone_index(phone, context, run) if phone is not None else None,
+        load_columns=f"{store_id}\t{_escaped(receipt_no)}\t{amount_fen}\t{_utc_text(purchased_at)}",
     )
 
 
-# member_id, store_id, receipt_no, amount_fen, purchased_at, created_at
-NewRow = tuple[int | None, int, str, int, datetime, datetime]
+def _phone_index(phone: Any, context: BatchContext, run: PurchaseRun) -> str:
+    index = run.phone_indexes.get(phone)
+    if index is None:
+        index = context.vault.blind_index(parse_phone(phone))
+        if len(run.phone_indexes) < MEMBER_MAP_LIMIT:
+            run.phone_indexes[phone] = index
+    return index
+
+
+# A row to insert: its member (None for a non-member sale) and what the file says.
+NewRow = tuple[int | None, PurchaseRow]
 _COLUMNS = ("member_id", "store_id", "receipt_no", "amount_fen", "purchased_at", "created_at")
 # LOAD DATA LOCAL disabled on the client or the server: MySQL's 1148 and 3948, MariaDB's 4166.
 _LOCAL_INFILE_REFUSED = frozenset({1148, 3948, 4166})
 
 
-def _insert(session: Session, rows: list[NewRow]) -> bool:
+def _insert(session: Session, rows: list[NewRow], created_at: datetime) -> bool:
     """INSERT the rows; False, with nothing inserted, when one's receipt is recorded already.
 
     On MySQL/MariaDB by LOAD DATA LOCAL INFILE of a temporary file (several times faster than the
@@ -197,7 +207,7 @@ def _insert(session: Session, rows: list[NewRow]) -> bool:
     with session.begin_nested() as savepoint:
         if connection.dialect.name == "mysql" and not _local_infile_refused:
             try:
-                loaded = _load_data(connection, rows)
+                loaded = _load_data(connection, rows, created_at)
             except OperationalError as exc:
                 if exc.orig is None or exc.orig.args[0] not in _LOCAL_INFILE_REFUSED:
                     raise
@@ -210,7 +220,18 @@ def _insert(session: Session, rows: list[NewRow]) -> bool:
         try:
             connection.execute(
                 insert(Purchase),
-                [dict(zip(_COLUMNS, row, strict=True)) | _NO_POINTS for row in rows],
+                [
+                    {
+                        "member_id": member_id,
+                        "store_id": row.store_id,
+                        "receipt_no": row.receipt_no,
+                        "amount_fen": row.amount_fen,
+                        "purchased_at": row.purchased_at,
+                        "created_at": created_at,
+                    }
+                    | _NO_POINTS
+                    for member_id, row in rows
+                ],
             )
         except IntegrityError:
             savepoint.rollback()
@@ -222,14 +243,13 @@ _NO_POINTS: dict[str, Any] = {"refunded_fen": 0, "points_earned": 0, "points_cla
 _local_infile_refused: set[bool] = set()
 
 
-def _load_data(connection: Connection, rows: list[NewRow]) -> int:
-    created_at = _utc_text(rows[0][5])  # one batch, one time
+def _load_data(connection: Connection, rows: list[NewRow], created_at: datetime) -> int:
+    created = _utc_text(created_at)
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".tsv", newline="\n") as file:
         file.write(
             "".join(
-                f"{_NULL if member_id is None else member_id}\t{store_id}\t{_escaped(receipt_no)}\t"
-                f"{amount_fen}\t{_utc_text(purchased_at)}\t{created_at}\n"
-                for member_id, store_id, receipt_no, amount_fen, purchased_at, _ in rows
+                f"{_NULL if member_id is None else member_id}\t{row.load_columns}\t{created}\n"
+                for member_id, row in rows
             )
         )
         file.flush()
