@@ -32,7 +32,7 @@ from app.services.import_batches import BatchContext, BatchResult, Loader, Row
 from app.services.import_files import (
     PURCHASE_FIELDS,
     CellInvalid,
-    parse_local_datetime,
+    LocalTimes,
     parse_phone,
     parse_yuan,
 )
@@ -70,6 +70,8 @@ class PurchaseRun:
     identity_version: int | None = None
     # Blind index by phone cell, in the reader thread: an HMAC per row was its largest single cost.
     phone_indexes: dict[Any, str] = field(default_factory=dict)
+    # The mall's wall-clock times to UTC, for the reader thread (created with the first batch).
+    local_times: LocalTimes | None = None
 
 
 def _start_run(session: Session) -> PurchaseRun:
@@ -88,6 +90,8 @@ def prepare_purchases(rows: list[Row], run: PurchaseRun, context: BatchContext) 
     """Parse and check the batch and drop repeated receipts within it; no database."""
     result = BatchResult()
     parsed: dict[tuple[int, str], PurchaseRow] = {}
+    if run.local_times is None or run.local_times.tz != context.at.tz:
+        run.local_times = LocalTimes(context.at.tz)
     for row in rows:
         try:
             purchase_row = _parse(row, context, run)
@@ -153,9 +157,8 @@ _REQUIRED = [(field.name, field.label) for field in PURCHASE_FIELDS if field.req
 
 def _parse(row: Row, context: BatchContext, run: PurchaseRun) -> PurchaseRow:
     _, cells = row
-    for name, label in _REQUIRED:
-        if cells[name] is None:
-            raise CellInvalid(f"缺少{label}")
+    if None in (cells["store"], cells["receipt_no"], cells["amount"], cells["purchased_at"]):
+        raise CellInvalid(f"缺少{next(label for name, label in _REQUIRED if cells[name] is None)}")
     store_id = run.stores.get(_code(cells["store"]))
     if store_id is None:
         raise CellInvalid(f"未知门店「{cells['store']}」（请填门店编码）")
@@ -165,7 +168,8 @@ def _parse(row: Row, context: BatchContext, run: PurchaseRun) -> PurchaseRow:
     amount_fen = parse_yuan(cells["amount"])
     if amount_fen <= 0:
         raise CellInvalid("金额须大于 0")
-    purchased_at = parse_local_datetime(cells["purchased_at"], context.at.tz)
+    assert run.local_times is not None
+    purchased_at, purchased_at_text = run.local_times.utc(cells["purchased_at"])
     if purchased_at > context.at.now:
         raise CellInvalid("消费时间晚于现在")
     phone = cells.get("phone")
@@ -176,7 +180,7 @@ def _parse(row: Row, context: BatchContext, run: PurchaseRun) -> PurchaseRow:
         amount_fen=amount_fen,
         purchased_at=purchased_at,
         phone_index=_phone_index(phone, context, run) if phone is not None else None,
-        load_columns=f"{store_id}\t{_escaped(receipt_no)}\t{amount_fen}\t{_utc_text(purchased_at)}",
+        load_columns=f"{store_id}\t{_escaped(receipt_no)}\t{amount_fen}\t{purchased_at_text}",
     )
 
 
