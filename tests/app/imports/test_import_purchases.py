@@ -3,7 +3,9 @@ conflicts and bad rows reported, Excel cells, and stats picking them up."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -267,3 +269,26 @@ def test_a_member_deleted_during_an_import_gets_no_further_sales(
 
     assert (job.created, job.rejected) == (1, 2)
     assert [p.receipt_no for p in purchases(session)] == ["R1"]
+
+
+def test_the_reader_hands_the_gil_over_promptly_during_an_import_only(
+    app: Flask,
+    session: Session,
+    mall: tuple[Store, Member, Tier],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[float] = []
+    loader = imports.LOADERS[ImportKind.PURCHASES]
+
+    def prepare(*args: object) -> object:
+        seen.append(sys.getswitchinterval())
+        return loader.prepare(*args)
+
+    monkeypatch.setitem(imports.LOADERS, ImportKind.PURCHASES, replace(loader, prepare=prepare))
+    before = sys.getswitchinterval()
+    path = write_csv(tmp_path / "pos.csv", [HEADER, ["F1-01", "R001", "10", "2026-03-01 14:30:00", ""]])
+
+    assert import_file(app, "purchases", path).exit_code == 0
+    assert seen and all(interval == imports.READER_SWITCH_INTERVAL < before for interval in seen)
+    assert sys.getswitchinterval() == before
