@@ -27,6 +27,7 @@ from app.db import run_transaction, transaction, utcnow
 from app.extensions import extensions, mall_time, settings
 from app.integrations.carpark import CarParkError, PaymentState
 from app.mall_time import MallTime
+from app.request_ids import new_request_id, request_id_scope
 from app.services import (
     advisor_members,
     campaigns,
@@ -361,7 +362,7 @@ JOBS: dict[str, Job] = {
 
 def run_job(app: Flask, name: str, *, runner: str = "cli") -> str:
     """Run one job now and record the run (start, end, outcome and counts, or the error)."""
-    with app.app_context():
+    with app.app_context(), request_id_scope(f"job-{name}-{new_request_id()[:12]}"):
         run_id = run_transaction(lambda session: scheduling.start_run(session, name, runner, utcnow()))
         try:
             result = JOBS[name].run()
