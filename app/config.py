@@ -57,6 +57,11 @@ class Config:
     # of METRICS_ALLOWED_NETWORKS (comma-separated addresses or CIDRs); with neither, /metrics is closed.
     METRICS_TOKEN: str = ""
     METRICS_ALLOWED_NETWORKS: str = "127.0.0.1/32,::1/128"
+    # `flask scheduler`: on SIGTERM, how long running jobs may take to finish before they are interrupted
+    # (they resume at their next run); keep it below the orchestrator's kill timeout. And the port it
+    # serves its own /metrics on (job durations) for Prometheus; 0 = none.
+    SCHEDULER_STOP_GRACE_SECONDS: int = 60
+    SCHEDULER_METRICS_PORT: int = 0
     MALL_NAME: str = "MallMember 示范商场"
     MALL_TIMEZONE: str = "Asia/Shanghai"
 

@@ -178,3 +178,14 @@ def test_behind_trusted_proxies_urls_take_the_forwarded_scheme_and_host(config: 
     )
 
     assert seen == {"url": "https://member.example.com/whereami", "remote_addr": "198.51.100.7"}
+
+
+def test_job_runs_are_timed_by_job_and_outcome(app: Flask, client: FlaskClient) -> None:
+    from app import jobs
+
+    series = "mallmember_job_duration_seconds_count"
+    before = value(samples(client), series, job="purge-pos-nonces", outcome="ok")
+
+    jobs.run_job(app, "purge-pos-nonces")
+
+    assert value(samples(client), series, job="purge-pos-nonces", outcome="ok") == before + 1
