@@ -156,10 +156,11 @@ class BoundDatabase:
             else None
         )
 
-    def dispose(self) -> None:
-        self.engine.dispose()
+    def dispose(self, *, close: bool = True) -> None:
+        """Drop the pooled connections; `close=False` in a forked child leaves the parent's open."""
+        self.engine.dispose(close=close)
         if self.report_engine is not None:
-            self.report_engine.dispose()
+            self.report_engine.dispose(close=close)
 
 
 def init_app(
