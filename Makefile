@@ -9,7 +9,7 @@ ASSETS  := $(VENDOR)/.installed
 # Debian's Chromium, which the browser tests (tests/browser/) drive; never Playwright's own download.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test test-mariadb lint format seed migrate bench clean chromium screenshots
+.PHONY: run serve test test-mariadb lint format seed migrate bench clean chromium screenshots
 
 $(DEPS): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ $(ASSETS): package.json package-lock.json
 ## run: migrate, seed a demo mall, start the WeChat/WeCom sandbox and the scheduler, serve the API on :5000
 run: $(DEPS) $(ASSETS)
 	$(BIN)/python scripts/dev_server.py
+
+## serve: production mode: migrate, then gunicorn (gunicorn.conf.py) and the scheduler, SIGTERM forwarded to both
+## (settings from the environment / .env; see README "Serving in production")
+serve: $(DEPS)
+	$(BIN)/python scripts/serve.py
 
 ## test: the whole suite (SQLite by default; set DATABASE_URL for MySQL/MariaDB)
 test: $(DEPS) $(ASSETS) chromium

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -14,6 +16,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from prometheus_client import start_http_server
 from sqlalchemy.orm import Session
 
 from app import jobs, nightly
@@ -267,19 +270,36 @@ def register_commands(app: Flask) -> None:
 
 def _run_scheduler() -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    config = extensions().config
     leadership = jobs.Leadership(app)
     scheduler = jobs.build_scheduler(app, leadership)
-    # A stop (deploy, `make run` exiting) hands the lease over at once instead of after it expires.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if config.SCHEDULER_METRICS_PORT:
+        # Only job durations and the process's own figures; not exposed beyond the scrapers' network.
+        start_http_server(config.SCHEDULER_METRICS_PORT)
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: Any) -> None:
+        # A deploy's SIGTERM (or Ctrl-C): no new runs from here on; the main thread then waits for the
+        # running ones. A second signal does not wait.
+        if stopping or not scheduler.running:
+            raise SystemExit(128 + signum)
+        stopping.append(signum)
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     click.echo(f"scheduler {leadership.holder}: jobs run while this process holds the leader lease")
     try:
         scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
     finally:
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
-        leadership.release()
+        finished = jobs.stop_scheduler(
+            scheduler, leadership, timedelta(seconds=config.SCHEDULER_STOP_GRACE_SECONDS)
+        )
+    click.echo(f"scheduler {leadership.holder}: stopped, lease released")
+    if not finished:
+        # Job threads still running would keep the interpreter alive; their transactions roll back.
+        logging.shutdown()
+        os._exit(1)
 
 
 def _echo_sent(report: push.SendReport) -> None:

@@ -10,6 +10,7 @@ import base64
 import binascii
 import os
 from dataclasses import dataclass, field, fields, replace
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,34 @@ class Config:
     APP_ENV: str = "development"
     SECRET_KEY: str = _DEV_SECRET
     DATABASE_URL: str = field(default_factory=_default_database_url)
+    # A read replica for the console's reports, KPIs and exports (read-only transactions); unset, they
+    # read the primary. Replication lag shows there: figures may trail the primary by that much.
+    REPORT_DATABASE_URL: str | None = None
+    # MySQL/MariaDB connection pool of each process (the API's, per worker; the scheduler's), for both
+    # engines: connections kept, extra ones allowed under load, their age limit, and how long a request
+    # waits for a free one before failing. Pre-ping tests each connection on checkout (one round trip),
+    # for networks that drop idle connections sooner than the recycle age.
+    DB_POOL_SIZE: int = 10
+    DB_MAX_OVERFLOW: int = 20
+    DB_POOL_RECYCLE_SECONDS: int = 1800
+    DB_POOL_TIMEOUT_SECONDS: int = 30
+    DB_POOL_PRE_PING: bool = False
     REDIS_URL: str | None = None
+    # How many reverse proxies (load balancer, nginx) stand in front of the app and set X-Forwarded-For,
+    # -Proto and -Host: their values are trusted that many hops deep. 0 = none (talking to clients).
+    TRUSTED_PROXY_COUNT: int = 0
+    # Log lines: "text" (one readable line) or "json" (one JSON object per line, with the request id);
+    # production defaults to json.
+    LOG_FORMAT: str = "text"
+    # /metrics (Prometheus): a scrape must bear this token (Authorization: Bearer ...) or come from one
+    # of METRICS_ALLOWED_NETWORKS (comma-separated addresses or CIDRs); with neither, /metrics is closed.
+    METRICS_TOKEN: str = ""
+    METRICS_ALLOWED_NETWORKS: str = "127.0.0.1/32,::1/128"
+    # `flask scheduler`: on SIGTERM, how long running jobs may take to finish before they are interrupted
+    # (they resume at their next run); keep it below the orchestrator's kill timeout. And the port it
+    # serves its own /metrics on (job durations) for Prometheus; 0 = none.
+    SCHEDULER_STOP_GRACE_SECONDS: int = 60
+    SCHEDULER_METRICS_PORT: int = 0
     MALL_NAME: str = "MallMember 示范商场"
     MALL_TIMEZONE: str = "Asia/Shanghai"
 
@@ -134,6 +162,11 @@ class Config:
         return True
 
     def validate(self) -> None:
+        if self.LOG_FORMAT not in {"text", "json"}:
+            raise ValueError("LOG_FORMAT must be text or json")
+        if self.TRUSTED_PROXY_COUNT < 0:
+            raise ValueError("TRUSTED_PROXY_COUNT must be 0 or more")
+        self.metrics_networks()
         if self.RETENTION_INACTIVE_DAYS < 0:
             raise ValueError("RETENTION_INACTIVE_DAYS must be 0 (off) or a number of days")
         self.phone_encryption_keys()
@@ -141,6 +174,25 @@ class Config:
             raise ValueError("MEMBER_CODE_STEP_SECONDS must be between 1 and 60")
         if not _is_encoding_aes_key(self.WECOM_CALLBACK_AES_KEY):
             raise ValueError("WECOM_CALLBACK_AES_KEY must be WeCom's 43-character EncodingAESKey")
+
+    def pool_settings(self) -> PoolSettings:
+        return PoolSettings(
+            size=self.DB_POOL_SIZE,
+            max_overflow=self.DB_MAX_OVERFLOW,
+            recycle_seconds=self.DB_POOL_RECYCLE_SECONDS,
+            timeout_seconds=self.DB_POOL_TIMEOUT_SECONDS,
+            pre_ping=self.DB_POOL_PRE_PING,
+        )
+
+    def metrics_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        try:
+            return tuple(
+                ip_network(part.strip(), strict=False)
+                for part in self.METRICS_ALLOWED_NETWORKS.split(",")
+                if part.strip()
+            )
+        except ValueError as exc:
+            raise ValueError(f"METRICS_ALLOWED_NETWORKS: {exc}") from exc
 
     def credential_env(self) -> dict[str, str]:
         """WeChat/WeCom/car-park credentials as environment variables, for a sandbox that must accept them."""
@@ -174,8 +226,18 @@ class Config:
 
 
 @dataclass(frozen=True)
+class PoolSettings:
+    size: int = 10
+    max_overflow: int = 20
+    recycle_seconds: int = 1800
+    timeout_seconds: int = 30
+    pre_ping: bool = False
+
+
+@dataclass(frozen=True)
 class ProductionConfig(Config):
     APP_ENV: str = "production"
+    LOG_FORMAT: str = "json"
 
     def _phone_key_1_in_use(self) -> bool:
         # With a key list, leaving PHONE_ENCRYPTION_KEY unset retires key 1 (once rotated away from);

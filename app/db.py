@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached,
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
+from app.config import PoolSettings
 from app.errors import DomainError
 
 T = TypeVar("T")
@@ -76,28 +77,39 @@ def normalize_database_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def build_engine(url: str) -> Engine:
+def build_engine(url: str, pool: PoolSettings | None = None, *, read_only: bool = False) -> Engine:
+    """An engine for `url`; `read_only` makes every transaction of it refuse writes (for a replica)."""
     url = normalize_database_url(url)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "connect", _sqlite_read_only_pragmas if read_only else _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_deferred if read_only else _sqlite_begin_immediate)
         return engine
+    pool = pool or PoolSettings()
     # READ COMMITTED, not MariaDB's REPEATABLE READ: every write here locks the member row first,
     # and after that a plain read must see what the previous holder committed; REPEATABLE READ
     # would show a stale snapshot, and its gap locks deadlock neighbouring members' inserts.
-    # No pre-ping (a round trip per checkout); stale connections are recycled instead.
+    # Pre-ping is off unless asked for (a round trip per checkout); stale connections are recycled.
     # LOCAL INFILE lets imports bulk-load a batch they have validated (app.services.import_purchases);
     # it gives the server a way to ask for client files, so point DATABASE_URL only at your own server.
-    return create_engine(
+    engine = create_engine(
         url,
         isolation_level="READ COMMITTED",
-        pool_recycle=1800,
-        pool_size=10,
-        max_overflow=20,
-        connect_args={"local_infile": True},
+        pool_size=pool.size,
+        max_overflow=pool.max_overflow,
+        pool_recycle=pool.recycle_seconds,
+        pool_timeout=pool.timeout_seconds,
+        pool_pre_ping=pool.pre_ping,
+        connect_args={} if read_only else {"local_infile": True},
     )
+    if read_only:
+        event.listen(engine, "begin", _mysql_begin_read_only)
+    return engine
+
+
+def _mysql_begin_read_only(connection: Any) -> None:
+    connection.exec_driver_sql("START TRANSACTION READ ONLY")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -114,17 +126,55 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class BoundDatabase:
-    """The engine and session factory of one app instance."""
+def _sqlite_read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
 
-    def __init__(self, engine: Engine, session_info: dict[str, Any] | None = None) -> None:
+
+def _sqlite_begin_deferred(connection: Any) -> None:
+    """A report takes no write lock: it must not queue behind (or hold up) the writers."""
+    connection.exec_driver_sql("BEGIN")
+
+
+class BoundDatabase:
+    """The engine and session factory of one app instance, and those of its report replica, if any."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        session_info: dict[str, Any] | None = None,
+        report_engine: Engine | None = None,
+    ) -> None:
         self.engine = engine
         self.sessionmaker = sessionmaker(engine, expire_on_commit=False, info=session_info)
+        self.report_engine = report_engine
+        self.report_sessionmaker = (
+            sessionmaker(report_engine, expire_on_commit=False, info=session_info)
+            if report_engine is not None
+            else None
+        )
+
+    def dispose(self, *, close: bool = True) -> None:
+        """Drop the pooled connections; `close=False` in a forked child leaves the parent's open."""
+        self.engine.dispose(close=close)
+        if self.report_engine is not None:
+            self.report_engine.dispose(close=close)
 
 
-def init_app(app: Flask, url: str, *, session_info: dict[str, Any] | None = None) -> None:
-    """Bind the app to its database; `session_info` is copied into every session's `info`."""
-    app.extensions["db"] = BoundDatabase(build_engine(url), session_info)
+def init_app(
+    app: Flask,
+    url: str,
+    *,
+    session_info: dict[str, Any] | None = None,
+    pool: PoolSettings | None = None,
+    report_url: str | None = None,
+) -> None:
+    """Bind the app to its database (and its report replica); `session_info` is copied into every
+    session's `info`."""
+    report_engine = build_engine(report_url, pool, read_only=True) if report_url else None
+    app.extensions["db"] = BoundDatabase(build_engine(url, pool), session_info, report_engine)
 
 
 def bound_database(app: Flask | None = None) -> BoundDatabase:
@@ -145,6 +195,19 @@ def transaction(app: Flask | None = None) -> Iterator[Session]:
         yield session
     if in_request and session.info.get(DROP_REQUEST_SEED):
         g.pop("session_info", None)
+
+
+@contextmanager
+def report_transaction(app: Flask | None = None) -> Iterator[Session]:
+    """A read-only transaction for reports, KPIs and exports: on REPORT_DATABASE_URL's replica when
+    one is configured (where any write fails), else an ordinary transaction on the primary."""
+    database = bound_database(app)
+    if database.report_sessionmaker is None:
+        with transaction(app) as session:
+            yield session
+        return
+    with database.report_sessionmaker() as session, session.begin():
+        yield session
 
 
 # Set in a session's info by a unit of work that made the request's seed stale (e.g. it changed

@@ -45,7 +45,13 @@ class Extensions:
 
 
 def init_extensions(app: Flask, config: Config) -> None:
-    db.init_app(app, config.DATABASE_URL, session_info=ReferenceCache().session_info())
+    db.init_app(
+        app,
+        config.DATABASE_URL,
+        session_info=ReferenceCache().session_info(),
+        pool=config.pool_settings(),
+        report_url=config.REPORT_DATABASE_URL,
+    )
     redis_client = redis.Redis.from_url(config.REDIS_URL) if config.REDIS_URL else None
     token_storage: SessionStorage = (
         RedisStorage(redis_client, prefix="mallmember:wechatpy") if redis_client else MemoryStorage()

@@ -9,14 +9,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from flask import Flask, current_app
@@ -27,6 +31,8 @@ from app.db import run_transaction, transaction, utcnow
 from app.extensions import extensions, mall_time, settings
 from app.integrations.carpark import CarParkError, PaymentState
 from app.mall_time import MallTime
+from app.metrics import JOB_SECONDS
+from app.request_ids import new_request_id, request_id_scope
 from app.services import (
     advisor_members,
     campaigns,
@@ -359,16 +365,24 @@ JOBS: dict[str, Job] = {
 }
 
 
-def run_job(app: Flask, name: str, *, runner: str = "cli") -> str:
-    """Run one job now and record the run (start, end, outcome and counts, or the error)."""
-    with app.app_context():
+def run_job(
+    app: Flask, name: str, *, runner: str = "cli", started: Callable[[int], None] | None = None
+) -> str:
+    """Run one job now and record the run (start, end, outcome and counts, or the error); `started`
+    hears the run's id once it is recorded."""
+    with app.app_context(), request_id_scope(f"job-{name}-{new_request_id()[:12]}"):
         run_id = run_transaction(lambda session: scheduling.start_run(session, name, runner, utcnow()))
+        if started is not None:
+            started(run_id)
+        began = time.perf_counter()
         try:
             result = JOBS[name].run()
         except Exception as error:
+            JOB_SECONDS.labels(name, "error").observe(time.perf_counter() - began)
             failure = f"{type(error).__name__}: {error}"
             run_transaction(lambda session: scheduling.finish_run(session, run_id, utcnow(), error=failure))
             raise
+        JOB_SECONDS.labels(name, "ok").observe(time.perf_counter() - began)
         outcome, counts = (result.outcome, result.counts) if isinstance(result, JobResult) else (result, None)
         run_transaction(
             lambda session: scheduling.finish_run(session, run_id, utcnow(), outcome=outcome, counts=counts)
@@ -383,12 +397,30 @@ LEASE_RENEWAL = timedelta(seconds=15)
 
 
 class Leadership:
-    """This scheduler process's claim on the leader lease (app.services.scheduling)."""
+    """This scheduler process's claim on the leader lease (app.services.scheduling), and the job runs
+    it has going (job name -> run id, once recorded)."""
 
     def __init__(self, app: Flask, holder: str | None = None, ttl: timedelta = LEASE_TTL) -> None:
         self.app = app
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.ttl = ttl
+        self.running: dict[str, int | None] = {}
+        self.changed = threading.Condition()
+
+    @contextmanager
+    def running_job(self, name: str) -> Iterator[Callable[[int], None]]:
+        def started(run_id: int) -> None:
+            with self.changed:
+                self.running[name] = run_id
+
+        with self.changed:
+            self.running[name] = None
+        try:
+            yield started
+        finally:
+            with self.changed:
+                del self.running[name]
+                self.changed.notify_all()
 
     def hold(self) -> bool:
         """Take or renew the lease; whether this process leads now."""
@@ -411,7 +443,42 @@ def run_if_leader(leadership: Leadership, name: str) -> str | None:
     if not leadership.hold():
         log.debug("job %s: not the leader, skipped", name)
         return None
-    return run_job(leadership.app, name, runner=leadership.holder)
+    with leadership.running_job(name) as started:
+        return run_job(leadership.app, name, runner=leadership.holder, started=started)
+
+
+def stop_scheduler(scheduler: BaseScheduler, leadership: Leadership, grace: timedelta) -> bool:
+    """Stop gracefully (SIGTERM, a deploy): start no new run, let running jobs finish within `grace`
+    (renewing the lease meanwhile, so nobody else starts them), then release the lease so that another
+    scheduler takes over at once. Whether every run finished; those that did not are recorded as
+    interrupted (every job resumes where it stopped at its next run, on whichever scheduler leads).
+    """
+    if scheduler.running:
+        scheduler.shutdown(wait=False)
+    deadline = time.monotonic() + grace.total_seconds()
+    while True:
+        with leadership.changed:
+            left = deadline - time.monotonic()
+            if leadership.running and left > 0:
+                leadership.changed.wait(min(left, LEASE_RENEWAL.total_seconds()))
+            unfinished = dict(leadership.running)
+        if not unfinished or time.monotonic() >= deadline:
+            break
+        _renew(leadership)
+    for name, run_id in unfinished.items():
+        log.warning("job %s still running after %s s: interrupted", name, grace.total_seconds())
+        if run_id is not None:
+            with leadership.app.app_context():
+                run_transaction(
+                    partial(
+                        scheduling.finish_run,
+                        run_id=run_id,
+                        now=utcnow(),
+                        error=f"interrupted: the scheduler stopped ({leadership.holder})",
+                    )
+                )
+    leadership.release()
+    return not unfinished
 
 
 def _renew(leadership: Leadership) -> None:

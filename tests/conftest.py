@@ -90,7 +90,7 @@ def app(config: Config, sandbox: SandboxProcess) -> Iterator[Flask]:
     app = create_app(config)
     yield app
     _empty_all_tables(app)
-    bound_database(app).engine.dispose()
+    bound_database(app).dispose()
     sandbox.reset()
 
 

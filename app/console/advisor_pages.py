@@ -16,7 +16,7 @@ from app.console.forms import FormInvalid, explained, form_status, format_yuan, 
 from app.console.org_pages import managed_store_id
 from app.console.org_schemas import ADVISOR_SORTS, AdvisorBoardArgs
 from app.console.pages import audit_console_action, bp, console_operator, console_page
-from app.db import run_transaction, transaction, utcnow
+from app.db import report_transaction, run_transaction, transaction, utcnow
 from app.errors import DomainError, Forbidden
 from app.extensions import mall_time
 from app.models import OperatorRole
@@ -123,7 +123,7 @@ def _render_board(error: DomainError | None) -> str | tuple[str, int]:
         if store_id is not None and store_id != own_store:
             raise OtherStoreAdvisor()
         store_id = own_store
-    with transaction() as session:
+    with report_transaction() as session:
         per_advisor, _per_store = advisor_kpis.advisor_kpis(session, first, last, store_id=store_id, at=at)
         store_names = {store.id: store.name for store in stores.list_stores(session, store_id=own_store)}
         pools = advisors.pool_sizes(session, store_id=store_id)

@@ -15,7 +15,7 @@ from app.console.advisor_schemas import (
     ReassignIn,
     ReassignOut,
 )
-from app.db import run_transaction, transaction, utcnow
+from app.db import report_transaction, run_transaction, transaction, utcnow
 from app.extensions import extensions, mall_time
 from app.models import AdvisorAssignment, AdvisorContactWay
 from app.services import advisor_kpis, advisors
@@ -82,7 +82,7 @@ def kpis(args: dict[str, Any]) -> dict[str, Any]:
     """导购绩效：绑定会员、任务生成/完成/逾期、完成率、转化（完成任务后 7 天内消费的会员与金额）、
     通过导购二维码注册的新会员；按导购和门店汇总"""
     at = mall_time()
-    with transaction() as session:
+    with report_transaction() as session:
         per_advisor, per_store = advisor_kpis.advisor_kpis(
             session, args["from_"], args["to"], store_id=args["store_id"], at=at
         )

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.console.pages import ROLE_LABELS, bp, console_operator, console_page, echarts_available
-from app.db import run_transaction, transaction
+from app.db import report_transaction, run_transaction, transaction
 from app.errors import DomainError, Forbidden
 from app.extensions import mall_time
 from app.models import Operator, OperatorRole, Store
@@ -84,7 +84,7 @@ def percent(value: Fraction | None) -> str:
 def dashboard() -> str:
     operator = console_operator()
     chosen = _dashboard_filter(operator)
-    with transaction() as session:
+    with report_transaction() as session:
         days = kpis.trend(session, chosen.first, chosen.last, chosen.store_id)
         points = kpis.points_flows(session, chosen.first, chosen.last)
         coupons = kpis.coupon_flows(session, chosen.first, chosen.last, chosen.store_id)

@@ -23,7 +23,7 @@ from app.console.forms import format_mall_date
 from app.console.member_labels import LABELS
 from app.console.pages import audit_console_action, bp, console_operator, console_page
 from app.console.points_schemas import PointsAdjustmentIn
-from app.db import run_transaction, transaction
+from app.db import report_transaction, run_transaction, transaction
 from app.errors import DomainError, Forbidden
 from app.extensions import extensions, mall_time
 from app.models import Operator, OperatorRole
@@ -113,9 +113,11 @@ def export_members() -> Response | tuple[str, int]:
     try:
         search = _search_from(request.form, store_id)
         vault = extensions().phone_vault
-        with transaction() as session:
+        # Read on the report replica, if any; the audit record goes to the primary.
+        with report_transaction() as session:
             rows = member_search.export_rows(session, search, vault, limit=MAX_EXPORT_ROWS)
             workbook, count = workbook_of("会员", EXPORT_COLUMNS, (_export_line(row) for row in rows))
+        with transaction() as session:
             audit_console_action(
                 session, "member.export", "member", detail={"filter": search.describe(), "rows": count}
             )

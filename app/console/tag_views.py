@@ -25,7 +25,7 @@ from app.console.tag_schemas import (
     TagRuleIn,
     TagUpdateIn,
 )
-from app.db import run_transaction, transaction
+from app.db import report_transaction, run_transaction, transaction
 from app.extensions import mall_time
 from app.models.kpi import KpiDaily
 from app.models.tag import Segment, SegmentationSettings, Tag
@@ -173,7 +173,7 @@ def put_segmentation_settings(args: dict[str, Any]) -> SegmentationSettings:
 @blp.response(200, KpiDayOut(many=True))
 def kpi_trend(args: dict[str, Any]) -> list[KpiDaily]:
     """每日指标趋势（全场或单店）；某天的指标可用 flask kpis compute --date 重算"""
-    with transaction() as session:
+    with report_transaction() as session:
         return kpis.trend(session, args["from_"], args["to"], args["store_id"])
 
 

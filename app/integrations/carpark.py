@@ -27,6 +27,8 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from app.errors import DomainError
+from app.metrics import dependency_error
+from app.request_ids import propagate_request_id
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ class CarParkClient:
         self.park_id = park_id
         self._key = signing_key.encode()
         self._timeout = timeout
-        self._http = requests.Session()
+        self._http = propagate_request_id(requests.Session())
 
     def query_fee(self, plate: str, *, free_minutes: int = 0) -> ParkingFee:
         """The car's fee now. Raises CarNotInLot, or CarParkUnavailable for any other failure."""
@@ -170,20 +172,24 @@ class CarParkClient:
         try:
             response = self._http.post(self.api_base + path, data=raw, headers=headers, timeout=self._timeout)
         except requests.RequestException as exc:
+            dependency_error("carpark", "timeout" if isinstance(exc, requests.Timeout) else "connection")
             if _never_sent(exc):
                 log.warning("car park unreachable at %s: %s", path, type(exc).__name__)
                 raise CarParkNotReached(f"{path}: {type(exc).__name__}") from exc
             log.warning("car park gave no answer at %s: %s", path, type(exc).__name__)
             raise CarParkNoAnswer(f"{path}: {type(exc).__name__}") from exc
         if response.status_code >= 500:
+            dependency_error("carpark", f"http_{response.status_code}")
             log.warning("car park answered HTTP %s at %s", response.status_code, path)
             raise CarParkNoAnswer(f"{path}: HTTP {response.status_code}")
         try:
             answer = response.json()
             code, msg, data = answer["code"], answer.get("msg", ""), answer.get("data")
         except (ValueError, KeyError, TypeError) as exc:
+            dependency_error("carpark", "unreadable")
             raise CarParkNoAnswer(f"{path}: unreadable answer") from exc
         if code != 0:
+            dependency_error("carpark", code)
             log.info("car park refused %s: %s %s", path, code, msg)
             raise CarParkRejected(_int(code), str(msg))
         return data if isinstance(data, dict) else {}

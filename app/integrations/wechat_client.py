@@ -24,6 +24,8 @@ from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
 
 from app.errors import DomainError
+from app.metrics import dependency_error, token_refreshed
+from app.request_ids import propagate_request_id
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ def call_with_token_retry(client: Any, call: Callable[[], T], retries: int, serv
             return call()
         except WeChatClientException as exc:
             errcode = _errcode(exc)
+            response = getattr(exc, "response", None)
+            status = getattr(response, "status_code", None)
+            dependency_error(service.lower(), errcode if errcode is not None else f"http_{status}")
             if errcode in TOKEN_ERRCODES and attempt < retries:
                 log.info("%s access token rejected (errcode %s), refreshing", service, errcode)
                 client.fetch_access_token()
@@ -80,9 +85,17 @@ def call_with_token_retry(client: Any, call: Callable[[], T], retries: int, serv
             log.warning("%s API error errcode=%s errmsg=%s", service, errcode, exc.errmsg)
             raise WeChatUnavailable(details={"errcode": errcode}) from exc
         except requests.RequestException as exc:
+            dependency_error(service.lower(), network_error_code(exc))
             log.warning("%s unreachable: %s", service, type(exc).__name__)
             raise WeChatUnavailable() from exc
     raise AssertionError("unreachable")
+
+
+def network_error_code(exc: requests.RequestException) -> str:
+    """The `code` label of a call that got no usable answer, for the dependency error counter."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"http_{exc.response.status_code}"
+    return "timeout" if isinstance(exc, requests.Timeout) else "connection"
 
 
 def _errcode(exc: WeChatClientException) -> int | None:
@@ -98,6 +111,7 @@ class _ConfiguredHostClient(WeChatClient):
         self.api_base = api_base.rstrip("/")
         self.API_BASE_URL = f"{self.api_base}/cgi-bin/"
         self.wxa.API_BASE_URL = f"{self.api_base}/"
+        propagate_request_id(self._http)
 
     def fetch_access_token(self) -> dict[str, Any]:
         response = self._http.post(
@@ -109,6 +123,7 @@ class _ConfiguredHostClient(WeChatClient):
         expires_in = int(result.get("expires_in", 7200))
         self.session.set(self.access_token_key, result["access_token"], expires_in)
         self.expires_at = int(time.time()) + expires_in
+        token_refreshed("wechat")
         return result
 
 
@@ -147,6 +162,8 @@ class MiniProgramClient:
                 },
                 timeout=client.timeout,
             )
+            # An HTTP error page is no JSON answer; wechatpy would hand back the response itself.
+            response.raise_for_status()
             return client._handle_result(response)
 
         result = self._call(call)
@@ -163,6 +180,7 @@ class MiniProgramClient:
         """A mini-program code image (PNG/JPEG bytes) that opens `page` with `scene`."""
         result = self._call(lambda: self._client.wxa.get_wxa_code_unlimited(scene, width=width, page=page))
         if isinstance(result, dict):  # wechatpy hands back JSON only on errors it did not raise
+            dependency_error("wechat", result.get("errcode"))
             raise WeChatUnavailable(details=result)
         return bytes(result.content)
 

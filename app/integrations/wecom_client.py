@@ -12,6 +12,8 @@ from wechatpy.enterprise import WeChatClient as WeComApiClient
 from wechatpy.session import SessionStorage
 
 from app.integrations.wechat_client import WeChatUnavailable, call_with_token_retry
+from app.metrics import token_refreshed
+from app.request_ids import propagate_request_id
 
 T = TypeVar("T")
 
@@ -52,12 +54,15 @@ class _ConfiguredHostClient(WeComApiClient):
         super().__init__(corp_id, secret, session=storage, timeout=timeout, auto_retry=False)
         self.api_base = api_base.rstrip("/")
         self.API_BASE_URL = f"{self.api_base}/cgi-bin/"
+        propagate_request_id(self._http)
 
     def fetch_access_token(self) -> dict[str, Any]:
-        return self._fetch_access_token(
+        result: dict[str, Any] = self._fetch_access_token(
             url=f"{self.api_base}/cgi-bin/gettoken",
             params={"corpid": self.corp_id, "corpsecret": self.secret},
         )
+        token_refreshed("wecom")
+        return result
 
 
 class WeComClient:

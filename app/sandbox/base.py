@@ -45,6 +45,7 @@ def _log_request_and_fire_faults() -> Response | None:
             "path": request.path,
             "query": request.args.to_dict(),
             "json": parse_json(request.get_data()),
+            "headers": dict(request.headers),
             "at": time.time(),
         }
     )

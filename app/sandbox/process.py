@@ -98,7 +98,7 @@ class SandboxProcess:
         return messages
 
     def requests(self, server: Server) -> list[dict[str, Any]]:
-        """API requests `server` received: method, path, query, json and arrival time."""
+        """API requests `server` received: method, path, query, json, headers and arrival time."""
         log: list[dict[str, Any]] = self._control(server, "GET", "requests")["requests"]
         return log
 

@@ -464,3 +464,13 @@ def outbox_rows(session: Session, day: date | None = None) -> list[WeComOutboxMe
     if day is not None:
         query = query.where(WeComOutboxMessage.business_date == day)
     return list(session.scalars(query))
+
+
+def backlog(session: Session) -> int:
+    """Messages waiting to go out: never tried, or failed and to be retried (due now or later)."""
+    return int(
+        session.scalar(
+            select(func.count()).select_from(WeComOutboxMessage).where(WeComOutboxMessage.status.in_(_DUE))
+        )
+        or 0
+    )

@@ -95,3 +95,20 @@ def test_production_runs_on_a_key_list_alone_once_key_1_is_retired() -> None:
 def test_a_key_1_listed_differently_from_phone_encryption_key_is_refused() -> None:
     with pytest.raises(ValueError, match="differ"):
         Config.from_env({"PHONE_ENCRYPTION_KEYS": f"2:{KEY_B},1:{KEY_A}", "PHONE_ENCRYPTION_KEY": KEY_B})
+
+
+def test_production_logs_json_lines_unless_told_otherwise() -> None:
+    production = {**REAL_SECRETS, "PHONE_ENCRYPTION_KEYS": f"2:{KEY_B}"}
+
+    assert Config.from_env(production).LOG_FORMAT == "json"
+    assert Config.from_env({**production, "LOG_FORMAT": "text"}).LOG_FORMAT == "text"
+    assert Config.from_env({}).LOG_FORMAT == "text"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("LOG_FORMAT", "xml"), ("TRUSTED_PROXY_COUNT", "-1"), ("METRICS_ALLOWED_NETWORKS", "10.0.0.0/33")],
+)
+def test_serving_settings_that_cannot_work_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Config.from_env({name: value})

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import Engine, QueuePool, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import ConcurrentUpdate, RetryableConflict, insert_row, run_transaction, transaction
+from app import create_app
+from app.config import Config, PoolSettings
+from app.db import (
+    ConcurrentUpdate,
+    RetryableConflict,
+    bound_database,
+    insert_row,
+    run_transaction,
+    transaction,
+)
 from app.models import Store
 from tests import factories
 
@@ -99,3 +108,45 @@ def test_insert_row_raises_on_a_duplicate_and_the_transaction_goes_on(app: Flask
 
     assert second.floor is None  # unset, yet readable once the session is gone: nothing left expired
     assert session.scalars(select(Store.name).order_by(Store.code)).all() == ["一店", "二店"]
+
+
+def test_the_pool_settings_shape_both_engines(config: Config) -> None:
+    # Building an engine connects to nothing: the settings are read back from the pools.
+    mysql = "mysql+pymysql://nobody@127.0.0.1:1/mallmember"
+    app = create_app(
+        config.with_overrides(
+            DATABASE_URL=mysql,
+            REPORT_DATABASE_URL=mysql.replace("127.0.0.1", "127.0.0.2"),
+            DB_POOL_SIZE=3,
+            DB_MAX_OVERFLOW=4,
+            DB_POOL_RECYCLE_SECONDS=600,
+            DB_POOL_TIMEOUT_SECONDS=7,
+            DB_POOL_PRE_PING=True,
+        )
+    )
+    database = bound_database(app)
+
+    for engine in (database.engine, database.report_engine):
+        assert isinstance(engine, Engine) and isinstance(engine.pool, QueuePool)
+        assert engine.pool.size() == 3
+        assert engine.pool._max_overflow == 4
+        assert engine.pool._recycle == 600
+        assert engine.pool._timeout == 7
+        assert engine.pool._pre_ping is True
+
+
+def test_pool_settings_come_from_the_environment() -> None:
+    config = Config.from_env(
+        {
+            "DB_POOL_SIZE": "5",
+            "DB_MAX_OVERFLOW": "0",
+            "DB_POOL_RECYCLE_SECONDS": "300",
+            "DB_POOL_TIMEOUT_SECONDS": "2",
+            "DB_POOL_PRE_PING": "true",
+        }
+    )
+
+    assert config.pool_settings() == PoolSettings(
+        size=5, max_overflow=0, recycle_seconds=300, timeout_seconds=2, pre_ping=True
+    )
+    assert Config.from_env({}).pool_settings() == PoolSettings()

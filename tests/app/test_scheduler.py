@@ -3,6 +3,13 @@ over when the lease expires or is released; every job run is recorded and listed
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,8 +18,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import jobs
-from app.db import run_transaction, transaction
+from app import create_app, jobs
+from app.config import PROJECT_ROOT, Config
+from app.db import bound_database, run_transaction, transaction, utcnow
 from app.models import JobRun
 from app.services import scheduling
 from tests import factories, flows
@@ -120,3 +128,104 @@ def test_operators_list_job_runs_newest_first_and_see_the_leader(
     assert send_run["runner"] == "cli" and send_run["finished_at"] and send_run["error"] is None
     assert unknown.status_code == 422 and "message" in unknown.get_json()
     assert anonymous.status_code == 401
+
+
+@pytest.fixture
+def slow_job(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """A job "slow-job" that signals `began` and runs until `release` is set."""
+    began, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        began.set()
+        assert release.wait(10)
+        return "finished"
+
+    monkeypatch.setitem(jobs.JOBS, "slow-job", jobs.Job(slow, {"minute": "*"}))
+    yield began, release
+    release.set()
+
+
+def start_slow_run(leadership: jobs.Leadership, began: threading.Event) -> threading.Thread:
+    worker = threading.Thread(target=jobs.run_if_leader, args=(leadership, "slow-job"))
+    worker.start()
+    assert began.wait(10)
+    return worker
+
+
+def test_a_stopping_scheduler_lets_its_running_job_finish_then_hands_over_the_lease(
+    app: Flask, session: Session, slow_job: tuple[threading.Event, threading.Event]
+) -> None:
+    began, release = slow_job
+    leader, other = jobs.Leadership(app, "host-a:1:leader"), jobs.Leadership(app, "host-b:2:other")
+    scheduler = jobs.build_scheduler(app, leader)
+    worker = start_slow_run(leader, began)
+    threading.Timer(0.2, release.set).start()
+
+    finished = jobs.stop_scheduler(scheduler, leader, timedelta(seconds=10))
+
+    worker.join(5)
+    assert finished is True
+    assert leader.running == {}
+    run = session.scalars(select(JobRun).where(JobRun.job == "slow-job")).one()
+    assert run.outcome == "finished" and run.error is None
+    assert other.hold()  # released at once, not after the lease's minute
+
+
+def test_a_job_still_running_after_the_grace_period_is_recorded_as_interrupted(
+    app: Flask, session: Session, slow_job: tuple[threading.Event, threading.Event]
+) -> None:
+    began, release = slow_job
+    leader, other = jobs.Leadership(app, "host-a:1:leader"), jobs.Leadership(app, "host-b:2:other")
+    scheduler = jobs.build_scheduler(app, leader)
+    worker = start_slow_run(leader, began)
+
+    finished = jobs.stop_scheduler(scheduler, leader, timedelta(seconds=0.2))
+
+    assert finished is False
+    run = session.scalars(select(JobRun).where(JobRun.job == "slow-job")).one()
+    assert run.error == "interrupted: the scheduler stopped (host-a:1:leader)"
+    assert run.finished_at is not None
+    assert other.hold()
+    release.set()
+    worker.join(5)
+
+
+def test_sigterm_stops_the_scheduler_process_and_releases_its_lease(config: Config) -> None:
+    env = {
+        **{name: value for name, value in os.environ.items() if name != "SCHEDULER_METRICS_PORT"},
+        "DATABASE_URL": config.DATABASE_URL,
+        "WECHAT_API_BASE": config.WECHAT_API_BASE,
+        "WECOM_API_BASE": config.WECOM_API_BASE,
+        "CARPARK_API_BASE": config.CARPARK_API_BASE,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "scheduler"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    app = create_app(config)
+    try:
+        holder = None
+        for _ in range(600):
+            with app.app_context(), transaction() as work:
+                holder = scheduling.lease_holder(work, scheduling.LEADER_LEASE, utcnow())
+            if holder or process.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert holder, process.communicate(timeout=5)[0] if process.poll() is not None else "no lease"
+
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 0, output
+    assert f"scheduler {holder}: stopped, lease released" in output
+    with app.app_context(), transaction() as work:
+        assert scheduling.lease_holder(work, scheduling.LEADER_LEASE, utcnow()) is None
+    bound_database(app).dispose()
