@@ -138,7 +138,9 @@ def _document_header(
     per-blueprint doc hook); operations that already declare the header keep their own."""
     if method.upper() not in _STATE_CHANGING or not doc_info.get("manual_doc", {}).get("security"):
         return doc
-    parameters = doc.setdefault("parameters", [])
+    # Parameters given to `blp.doc` replace the generated ones: the header goes where it will stay.
+    manual_doc = doc_info.get("manual_doc", {})
+    parameters = manual_doc["parameters"] if "parameters" in manual_doc else doc.setdefault("parameters", [])
     if any(_declares_header(parameter) for parameter in parameters):
         return doc
     if _PARAMETER not in spec.components.parameters:

@@ -71,7 +71,9 @@ class LoginThrottle:
 
 def limit_storage(redis_url: str | None) -> Storage:
     """Where every limit of one app counts: Redis (shared by the workers) or this process's memory."""
-    return storage_from_string(redis_url or "memory://")
+    storage = storage_from_string(redis_url or "memory://")
+    assert isinstance(storage, Storage)  # the synchronous kind, for these URL schemes
+    return storage
 
 
 class LimitKind(enum.StrEnum):

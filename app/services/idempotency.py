@@ -91,7 +91,7 @@ def claim(
             expires_at=at + ttl,
         )
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     existing = session.scalars(
         select(IdempotencyKey).where(IdempotencyKey.actor == actor, IdempotencyKey.request_key == key)
     ).one()
