@@ -28,6 +28,7 @@ def create_app(config: Config | None = None) -> Flask:
     from app.errors import register_error_handlers
     from app.extensions import init_extensions
     from app.health import register_health
+    from app.idempotency import init_app as init_idempotency
     from app.metrics import register_metrics
 
     config = config or Config.from_env()
@@ -47,6 +48,7 @@ def create_app(config: Config | None = None) -> Flask:
     _register_request_observers(app)
     register_health(app)
     register_metrics(app)
+    init_idempotency(app)
     register_api(app)
     register_error_handlers(app)
     register_commands(app)

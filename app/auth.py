@@ -19,7 +19,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app import reference_cache
+from app import idempotency, reference_cache
 from app.db import seed_request_sessions, transaction
 from app.errors import AuthExpired, AuthInvalid, AuthRequired, Forbidden
 from app.extensions import settings
@@ -71,7 +71,8 @@ def wechat_account_required(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         g.wechat_account_id = _subject_from_request(Audience.MINIPROGRAM)
-        return view(*args, **kwargs)
+        replayed = idempotency.authenticated(f"mp:{g.wechat_account_id}")
+        return replayed if replayed is not None else view(*args, **kwargs)
 
     return cast(F, wrapper)
 
@@ -118,7 +119,8 @@ def staff_required(*roles: StaffRole) -> Callable[[F], F]:
             if roles and staff.role not in roles:
                 raise Forbidden("当前岗位无权执行此操作")
             g.current_staff = staff
-            return view(*args, **kwargs)
+            replayed = idempotency.authenticated(f"staff:{staff.id}")
+            return replayed if replayed is not None else view(*args, **kwargs)
 
         return cast(F, wrapper)
 

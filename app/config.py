@@ -14,6 +14,8 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
+from limits import parse
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
 
@@ -90,6 +92,22 @@ class Config:
     # How long a worker refuses claims on a sold-out coupon without asking the database (needs
     # REDIS_URL; 0 turns it off). Stock an operator adds becomes claimable within this time.
     SOLD_OUT_MEMORY_MS: int = 1000
+    # Abuse limits (`limits` strings, e.g. "10/minute"), per member or staff account; a client address
+    # gets RATE_LIMIT_ADDRESS_FACTOR times as many (a mall's Wi-Fi puts many shoppers behind one address).
+    # LOGIN covers mini-program login and sign-up; CLAIM coupon claims (flash and points); VERIFY staff
+    # scanning member and coupon codes; CHECKIN the daily check-in. In Redis when REDIS_URL is set.
+    RATE_LIMIT_LOGIN: str = "10/minute"
+    RATE_LIMIT_CLAIM: str = "30/minute"
+    RATE_LIMIT_VERIFY: str = "60/minute"
+    RATE_LIMIT_CHECKIN: str = "10/minute"
+    RATE_LIMIT_ADDRESS_FACTOR: int = 20
+    # A staff account that submits this many invalid member or coupon codes within the window may not
+    # verify codes for the lockout (brute-force guard; 0 turns it off).
+    CODE_VERIFY_MAX_FAILURES: int = 10
+    CODE_VERIFY_FAILURE_WINDOW_SECONDS: int = 600
+    CODE_VERIFY_LOCKOUT_SECONDS: int = 900
+    # How long a response to a request with an Idempotency-Key is replayed (purge-idempotency-keys job).
+    IDEMPOTENCY_KEY_TTL_HOURS: int = 24
 
     WECHAT_APPID: str = "wxsandbox0000000001"
     WECHAT_SECRET: str = "sandbox-wechat-secret"
@@ -170,6 +188,13 @@ class Config:
         if self.RETENTION_INACTIVE_DAYS < 0:
             raise ValueError("RETENTION_INACTIVE_DAYS must be 0 (off) or a number of days")
         self.phone_encryption_keys()
+        for name in ("RATE_LIMIT_LOGIN", "RATE_LIMIT_CLAIM", "RATE_LIMIT_VERIFY", "RATE_LIMIT_CHECKIN"):
+            try:
+                parse(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"{name} must be a rate limit such as 10/minute") from exc
+        if self.RATE_LIMIT_ADDRESS_FACTOR < 1 or self.IDEMPOTENCY_KEY_TTL_HOURS < 1:
+            raise ValueError("RATE_LIMIT_ADDRESS_FACTOR and IDEMPOTENCY_KEY_TTL_HOURS must be at least 1")
         if self.MEMBER_CODE_STEP_SECONDS <= 0 or self.MEMBER_CODE_STEP_SECONDS > 60:
             raise ValueError("MEMBER_CODE_STEP_SECONDS must be between 1 and 60")
         if not _is_encoding_aes_key(self.WECOM_CALLBACK_AES_KEY):

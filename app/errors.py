@@ -7,6 +7,7 @@ Every error response, including 404/405/422 from the framework, is rendered as
 from __future__ import annotations
 
 import logging
+import math
 import re
 from typing import Any, ClassVar
 
@@ -22,9 +23,12 @@ class DomainError(Exception):
     status: ClassVar[int] = 400
     message: ClassVar[str] = "请求失败"
 
-    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, details: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         self.message = message or type(self).message  # type: ignore[misc]
         self.details = details
+        self.headers = headers or {}
         super().__init__(self.message)
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +68,15 @@ class Forbidden(DomainError):
 
 class RateLimited(DomainError):
     code, status, message = "RATE_LIMITED", 429, "操作过于频繁，请稍后再试"
+
+
+class CodeVerifyLocked(DomainError):
+    code, status, message = "CODE_VERIFY_LOCKED", 423, "无效码提交次数过多，扫码核验已暂时锁定，请稍后再试"
+
+
+def retry_after(error: type[DomainError], seconds: float) -> DomainError:
+    """`error` with a Retry-After header of at least one whole second."""
+    return error(headers={"Retry-After": str(max(1, math.ceil(seconds)))})
 
 
 class UpstreamUnavailable(DomainError):
@@ -148,7 +161,7 @@ def in_chinese(details: Any) -> Any:
 
 
 def _domain_error(error: DomainError) -> ResponseReturnValue:
-    return jsonify(error.to_dict()), error.status
+    return jsonify(error.to_dict()), error.status, error.headers
 
 
 def _unexpected_error(error: Exception) -> ResponseReturnValue:

@@ -21,7 +21,7 @@ from app.integrations.wechat_client import MiniProgramClient
 from app.integrations.wecom_client import WeComClient
 from app.mall_time import MallTime
 from app.pii import PhoneVault
-from app.ratelimit import LoginThrottle
+from app.ratelimit import CodeVerifyLockout, LimitKind, LoginThrottle, RequestLimits, limit_storage
 from app.reference_cache import ReferenceCache
 from app.services.coupon_claims import ClaimShortcut
 from app.services.member_codes import MemberCodeSigner
@@ -36,6 +36,8 @@ class Extensions:
     wechat: MiniProgramClient
     wecom: WeComClient
     admin_login_throttle: LoginThrottle
+    request_limits: RequestLimits
+    code_verify_lockout: CodeVerifyLockout
     member_code_signer: MemberCodeSigner
     coupon_code_signer: MemberCodeSigner
     mall_tz: ZoneInfo
@@ -56,6 +58,7 @@ def init_extensions(app: Flask, config: Config) -> None:
     token_storage: SessionStorage = (
         RedisStorage(redis_client, prefix="mallmember:wechatpy") if redis_client else MemoryStorage()
     )
+    limits_storage = limit_storage(config.REDIS_URL)
     app.extensions["mallmember"] = Extensions(
         config=config,
         redis=redis_client,
@@ -78,10 +81,26 @@ def init_extensions(app: Flask, config: Config) -> None:
             token_retries=config.WECHAT_TOKEN_RETRIES,
         ),
         admin_login_throttle=LoginThrottle(
-            config.REDIS_URL or "memory://",
+            limits_storage,
             namespace="mallmember:admin-login",
             max_failures=config.ADMIN_LOGIN_MAX_FAILURES,
             window_seconds=config.ADMIN_LOGIN_LOCKOUT_SECONDS,
+        ),
+        request_limits=RequestLimits(
+            limits_storage,
+            {
+                LimitKind.LOGIN: config.RATE_LIMIT_LOGIN,
+                LimitKind.CLAIM: config.RATE_LIMIT_CLAIM,
+                LimitKind.VERIFY: config.RATE_LIMIT_VERIFY,
+                LimitKind.CHECKIN: config.RATE_LIMIT_CHECKIN,
+            },
+            address_factor=config.RATE_LIMIT_ADDRESS_FACTOR,
+        ),
+        code_verify_lockout=CodeVerifyLockout(
+            limits_storage,
+            max_failures=config.CODE_VERIFY_MAX_FAILURES,
+            window_seconds=config.CODE_VERIFY_FAILURE_WINDOW_SECONDS,
+            lockout_seconds=config.CODE_VERIFY_LOCKOUT_SECONDS,
         ),
         member_code_signer=MemberCodeSigner(config.MEMBER_CODE_SECRET, config.MEMBER_CODE_STEP_SECONDS),
         # Its own key: a member code can never pass for a coupon code, or the other way round.

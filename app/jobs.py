@@ -37,6 +37,7 @@ from app.services import (
     advisor_members,
     campaigns,
     coupons,
+    idempotency,
     imports,
     member_codes,
     parking,
@@ -342,6 +343,12 @@ class Job:
     schedule: dict[str, str]
 
 
+def purge_idempotency_keys() -> str:
+    """Forget responses kept for Idempotency-Keys past IDEMPOTENCY_KEY_TTL_HOURS."""
+    with transaction() as session:
+        return f"purged {idempotency.purge_expired(session, at=utcnow())} idempotency keys"
+
+
 JOBS: dict[str, Job] = {
     "expire-points": Job(expire_points, {"hour": "0", "minute": "10"}),
     "birthday-points": Job(birthday_points, {"hour": "1", "minute": "0"}),
@@ -359,6 +366,7 @@ JOBS: dict[str, Job] = {
     "purge-personal-data": Job(purge_personal_data, {"hour": "4", "minute": "30"}),
     "purge-member-codes": Job(purge_member_codes, {"minute": "*/15"}),
     "purge-pos-nonces": Job(purge_pos_nonces, {"minute": "*/15"}),
+    "purge-idempotency-keys": Job(purge_idempotency_keys, {"minute": "7"}),
     "reconcile-parking": Job(reconcile_parking, {"minute": "*/5"}),
     "wecom-events": Job(process_wecom_events, {"minute": "*"}),
     "sync-corp-tags": Job(sync_corp_tags, {"minute": "*/5"}),

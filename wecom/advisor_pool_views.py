@@ -6,6 +6,7 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
+from app import idempotency
 from app.auth import BEARER_SECURITY, current_staff, staff_required
 from app.db import run_transaction, transaction, utcnow
 from app.models import StaffRole
@@ -13,6 +14,7 @@ from app.services import advisors
 from wecom.schemas import ClaimOut, PoolArgs, PoolMemberOut
 
 blp = Blueprint("advisor_pool", __name__, url_prefix="/api/staff/v1", description="导购：本门店待认领会员")
+idempotency.enable(blp)
 
 
 @blp.route("/pool/members", methods=["GET"])

@@ -6,21 +6,27 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
+from app import idempotency
 from app.auth import BEARER_SECURITY, current_staff, staff_required
 from app.db import transaction
 from app.extensions import extensions, mall_time
 from app.models import StaffRole
+from app.ratelimit import LimitKind
 from app.services import coupons
+from app.throttling import code_verification, rate_limited
 from wecom.schemas import CouponRedemptionIn, CouponRedemptionOut
 
 blp = Blueprint(
     "staff_coupons", __name__, url_prefix="/api/staff/v1", description="员工（企业微信）：优惠券核销"
 )
+idempotency.enable(blp)
 
 
 @blp.route("/coupon-redemptions", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @staff_required(StaffRole.STORE_STAFF, StaffRole.MANAGER)
+@rate_limited(LimitKind.VERIFY)
+@code_verification
 @blp.arguments(CouponRedemptionIn())
 @blp.response(201, CouponRedemptionOut)
 def redeem(args: dict[str, Any]) -> coupons.Redemption:

@@ -8,6 +8,7 @@ import marshmallow as ma
 from flask_smorest import Blueprint
 from marshmallow import validate
 
+from app import idempotency
 from app.auth import BEARER_SECURITY, staff_required
 from app.db import transaction
 from app.models import ParkingPaymentStatus
@@ -16,6 +17,7 @@ from app.services import parking
 blp = Blueprint(
     "staff_parking", __name__, url_prefix="/api/staff/v1", description="员工（企业微信）：车牌停车记录查询"
 )
+idempotency.enable(blp)
 
 
 class PlateRecordArgs(ma.Schema):

@@ -7,11 +7,14 @@ from typing import Any
 from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
+from app import idempotency
 from app.auth import BEARER_SECURITY, Audience, current_staff, issue_token, staff_required
 from app.db import run_transaction, transaction, utcnow
 from app.extensions import extensions, mall_time
 from app.models import StaffRole
+from app.ratelimit import LimitKind
 from app.services import authentication, member_codes, members, points, purchases
+from app.throttling import code_verification, rate_limited
 from wecom.schemas import (
     MemberCodeIn,
     MemberSummaryOut,
@@ -24,6 +27,7 @@ from wecom.schemas import (
 )
 
 blp = Blueprint("staff", __name__, url_prefix="/api/staff/v1", description="员工（企业微信）：登录与扫码")
+idempotency.enable(blp)
 
 
 @blp.route("/auth/login", methods=["POST"])
@@ -40,6 +44,8 @@ def login(args: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/member-codes/verify", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @staff_required(StaffRole.STORE_STAFF, StaffRole.MANAGER)
+@rate_limited(LimitKind.VERIFY)
+@code_verification
 @blp.arguments(MemberCodeIn())
 @blp.response(200, MemberSummaryOut)
 def verify_member_code(args: dict[str, Any]) -> members.MemberCard:
@@ -58,6 +64,8 @@ def verify_member_code(args: dict[str, Any]) -> members.MemberCard:
 @blp.route("/purchases", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @staff_required(StaffRole.STORE_STAFF, StaffRole.MANAGER)
+@rate_limited(LimitKind.VERIFY)
+@code_verification
 @blp.arguments(PurchaseIn())
 @blp.response(201, PurchaseResultOut, description="新登记的消费")
 @blp.alt_response(200, schema=PurchaseResultOut, description="同一小票重复提交：返回原记录")

@@ -22,6 +22,7 @@ from app.models.coupon import (
     CouponTemplate,
     TemplateStatus,
 )
+from app.models.idempotency import IdempotencyKey
 from app.models.imports import ImportIssue, ImportIssueKind, ImportJob, ImportKind, ImportStatus
 from app.models.kpi import KpiDaily
 from app.models.mall import Store
@@ -110,6 +111,7 @@ __all__ = [
     "EarningRate",
     "ExpiryPolicy",
     "ExternalContact",
+    "IdempotencyKey",
     "ImportIssue",
     "ImportIssueKind",
     "ImportJob",

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app import idempotency
 from app.db import run_transaction
 from app.extensions import extensions, mall_time
 from app.partner_api import signing
@@ -39,6 +40,7 @@ blp = signing.SignedBlueprint(
     scheme_name="posSignature",
     scheme=_SIGNATURE_SCHEME,
 )
+idempotency.enable(blp)
 
 
 @blp.route("/purchases", methods=["POST"])

@@ -27,6 +27,7 @@ from typing import Any, TypeVar, cast
 from flask import g, request
 from flask_smorest import Blueprint
 
+from app import idempotency
 from app.db import transaction
 from app.errors import DomainError
 from app.extensions import extensions, mall_time
@@ -137,7 +138,8 @@ def pos_signature_required(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         g.current_pos_terminal = _verified_terminal()
-        return view(*args, **kwargs)
+        replayed = idempotency.authenticated(f"pos:{g.current_pos_terminal.id}")
+        return replayed if replayed is not None else view(*args, **kwargs)
 
     return cast(F, wrapper)
 

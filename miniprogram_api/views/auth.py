@@ -6,16 +6,21 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
+from app import idempotency
 from app.auth import Audience, issue_token
 from app.db import run_transaction, transaction
 from app.extensions import extensions
+from app.ratelimit import LimitKind
 from app.services import members
+from app.throttling import rate_limited
 from miniprogram_api.schemas import LoginOut, WeChatLoginIn
 
 blp = Blueprint("mp_auth", __name__, url_prefix="/api/mp/v1", description="小程序：登录")
+idempotency.enable(blp)
 
 
 @blp.route("/auth/login", methods=["POST"])
+@rate_limited(LimitKind.LOGIN)
 @blp.arguments(WeChatLoginIn())
 @blp.response(200, LoginOut)
 def login(args: dict[str, Any]) -> dict[str, Any]:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask_smorest import Blueprint
 
-from app import qr
+from app import idempotency, qr
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
 from app.db import transaction
 from app.extensions import extensions, mall_time
 from app.models import Coupon, CouponTemplate
+from app.ratelimit import LimitKind
 from app.services import coupon_claims, coupons, members
+from app.throttling import rate_limited
 from miniprogram_api.schemas import (
     ClaimableTemplateOut,
     ClaimHeaders,
@@ -21,6 +24,7 @@ from miniprogram_api.schemas import (
 )
 
 blp = Blueprint("mp_coupons", __name__, url_prefix="/api/mp/v1", description="小程序：优惠券与积分商城")
+idempotency.enable(blp)
 
 
 @blp.route("/coupon-templates", methods=["GET"])
@@ -33,9 +37,18 @@ def claimable_templates() -> list[CouponTemplate]:
         return coupons.claimable_templates(session, at=mall_time())
 
 
+def _known_sold_out(template_id: int) -> None:
+    """A flash claim refused from memory, without the database (app.services.coupon_claims)."""
+    key = request.headers.get(idempotency.HEADER, "")
+    if extensions().claim_shortcut.refuses(template_id, current_wechat_account_id(), key):
+        raise coupons.SoldOut()
+
+
 @blp.route("/coupon-templates/<int:template_id>/claims", methods=["POST"])
+@idempotency.refuse_first(_known_sold_out)
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
+@rate_limited(LimitKind.CLAIM)
 @blp.arguments(ClaimHeaders(), location="headers")
 @blp.response(201, CouponOut, description="领到的优惠券")
 @blp.alt_response(200, schema=CouponOut, description="同一请求编号重试：返回已领到的券")

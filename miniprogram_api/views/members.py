@@ -8,12 +8,14 @@ from typing import Any
 from flask import request
 from flask_smorest import Blueprint
 
-from app import qr
+from app import idempotency, qr
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
 from app.db import run_transaction, transaction, utcnow
 from app.extensions import extensions, mall_time
 from app.models import Member
+from app.ratelimit import LimitKind
 from app.services import consents, members
+from app.throttling import rate_limited
 from miniprogram_api.privacy_schemas import MeOut
 from miniprogram_api.schemas import MemberCodeOut, MemberOut, SignUpIn
 
@@ -25,11 +27,13 @@ class MemberWithConsent:
 
 
 blp = Blueprint("mp_members", __name__, url_prefix="/api/mp/v1", description="小程序：会员注册与会员卡")
+idempotency.enable(blp)
 
 
 @blp.route("/members", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
+@rate_limited(LimitKind.LOGIN)
 @blp.arguments(SignUpIn())
 @blp.response(201, MemberOut, description="新注册的会员")
 @blp.alt_response(200, schema=MemberOut, description="已是会员（或手机号已在商场登记）：返回同一会员")

@@ -9,6 +9,7 @@ from typing import Any
 from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
+from app import idempotency
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
 from app.db import run_transaction, transaction
 from app.extensions import extensions, mall_time
@@ -34,6 +35,7 @@ from miniprogram_api.parking_schemas import (
 from miniprogram_api.views.privacy import acting_member_id
 
 blp = Blueprint("mp_parking", __name__, url_prefix="/api/mp/v1", description="小程序：车牌与停车缴费")
+idempotency.enable(blp)
 
 
 @blp.route("/me/plates", methods=["GET"])

@@ -7,10 +7,13 @@ from typing import Any
 from flask_smorest import Blueprint
 from sqlalchemy.orm import Session
 
+from app import idempotency
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
 from app.db import run_transaction, transaction
 from app.extensions import mall_time
+from app.ratelimit import LimitKind
 from app.services import members, points, rewards, tiers
+from app.throttling import rate_limited
 from miniprogram_api.schemas import (
     CheckInOut,
     EntriesPageArgs,
@@ -22,6 +25,7 @@ from miniprogram_api.schemas import (
 from miniprogram_api.views.privacy import acting_member_id
 
 blp = Blueprint("mp_points", __name__, url_prefix="/api/mp/v1", description="小程序：积分、签到与等级")
+idempotency.enable(blp)
 
 
 @blp.route("/me/points", methods=["GET"])
@@ -53,6 +57,7 @@ def my_points_entries(args: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/me/check-ins", methods=["POST"])
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
+@rate_limited(LimitKind.CHECKIN)
 @blp.response(200, CheckInOut)
 def check_in() -> dict[str, Any]:
     """每日签到；同一天重复签到返回当天的结果"""

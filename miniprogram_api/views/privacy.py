@@ -7,6 +7,7 @@ from typing import Any
 from flask import request
 from flask_smorest import Blueprint
 
+from app import idempotency
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
 from app.db import run_transaction, transaction
 from app.extensions import extensions, mall_time
@@ -17,6 +18,7 @@ from miniprogram_api.privacy_schemas import ConsentIn, ConsentOut, DeletionOut, 
 blp = Blueprint(
     "mp_privacy", __name__, url_prefix="/api/mp/v1", description="小程序：个人信息（隐私政策、导出、注销）"
 )
+idempotency.enable(blp)
 
 
 @blp.route("/me/consents", methods=["POST"])

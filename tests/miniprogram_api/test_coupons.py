@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import Coupon, CouponStatus, PointsSettings, TemplateStatus
+from app.models import Coupon, CouponStatus, IdempotencyKey, PointsSettings, TemplateStatus
 from tests import factories
 from tests.flows import bearer, registered_shopper
 
@@ -64,7 +64,23 @@ def test_a_retried_claim_returns_the_same_coupon(
     first = claim(client, shopper[0], template.id, key="retry-key-1")
     again = claim(client, shopper[0], template.id, key="retry-key-1")
 
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert first.get_json() == again.get_json()
+    assert len(my_coupons(client, shopper[0])) == 1
+
+
+def test_a_claim_retried_after_its_kept_response_expired_still_gets_the_same_coupon(
+    client: FlaskClient, shopper: tuple, session: Session
+) -> None:
+    template = factories.create_coupon_template(session, per_member_limit=5)
+    first = claim(client, shopper[0], template.id, key="retry-key-1")
+    session.execute(delete(IdempotencyKey))
+
+    again = claim(client, shopper[0], template.id, key="retry-key-1")
+
     assert (first.status_code, again.status_code) == (201, 200)
+    assert "Idempotent-Replayed" not in again.headers
     assert first.get_json()["id"] == again.get_json()["id"]
     assert len(my_coupons(client, shopper[0])) == 1
 

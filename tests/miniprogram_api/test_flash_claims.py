@@ -93,7 +93,7 @@ def test_a_retried_winning_claim_still_gets_its_coupon_after_the_sell_out(
 
     retried = claim(client, winner, template.id, key="winning-claim-1")
 
-    assert (won.status_code, retried.status_code) == (201, 200)
+    assert (won.status_code, retried.status_code) == (201, 201)
     assert retried.get_json()["id"] == won.get_json()["id"]
 
 

@@ -517,8 +517,9 @@ def test_a_retried_payment_returns_the_first_and_charges_once(
     again = pay(client, shopper[0], quote_id, key="parking-retry-1")
     other_key = pay(client, shopper[0], quote_id, key="parking-retry-2")
 
-    assert (first.status_code, again.status_code) == (201, 200)
-    assert first.get_json()["id"] == again.get_json()["id"]
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert first.get_json() == again.get_json()
     assert (other_key.status_code, other_key.get_json()["code"]) == (409, "PARKING_QUOTE_USED")
     assert balance(client, shopper[0]) == 0
     assert len(sandbox.carpark_discounts()) == 1

@@ -59,12 +59,14 @@ def post_signed(
     nonce: str | None = None,
     secret: str | None = None,
     signed_body: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> TestResponse:
     """POST the payload signed as the terminal would; the keyword arguments break it on purpose."""
     body = json.dumps(payload).encode()
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     nonce = nonce or secrets.token_hex(16)
     headers = {
+        **(headers or {}),
         "X-Pos-Key-Id": terminal["key_id"],
         "X-Timestamp": stamp,
         "X-Nonce": nonce,
