@@ -131,6 +131,7 @@ def measured_side(
     sampler = cpu.CpuSampler(meter)
     result = run(options.seconds, f"{name[0].upper()}{round_no}")
     used = sampler.stop()
+    benchdb.wait_until_idle(app)
     deadlocks_after = benchdb.innodb_deadlocks(app)
     problems = benchdb.ledger_problems(app)
     added = ", ".join(f"{table} {n}" for table, n in benchdb.rows_added(app, mall).items())
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 receipt_prefix="P",
                 offered_rate=options.paced_rate,
             )
+            benchdb.wait_until_idle(app)
             paced_problems = benchdb.ledger_problems(app)
             log(f"app (paced): ledger {'clean' if not paced_problems else 'NOT CLEAN'}")
             if paced_problems:
