@@ -84,7 +84,7 @@ BENCHES = [
         "`POST /api/staff/v1/purchases` through gunicorn (2 workers × 8 threads) from 32 wrk connections, "
         "alternating with the same ledger work as raw PyMySQL transactions (15 statements, same lock "
         "order) over 3 rounds of 20 s; the ledger must verify clean after each side. Targets: ratio "
-        "≥ 0.40 (issue 1), p99 < 50 ms, measured with the clients pacing 150 req/s in all (at saturation "
+        "≥ 0.40, p99 < 50 ms, measured with the clients pacing 150 req/s in all (at saturation "
         "the p99 is queueing: see scripts/bench/README.md).",
         lambda plan: _sized(plan, "--database-url", plan.database("earn")),
     ),
