@@ -214,7 +214,7 @@ def run_bench(bench: Bench, plan: Plan, *, log_dir: Path, timeout: int) -> repor
     with tempfile.TemporaryDirectory(prefix="bench-suite-") as scratch:
         json_path = Path(scratch) / f"{bench.name}.json"
         command = [sys.executable, str(BENCH_DIR / bench.script), *bench.arguments(plan)]
-        shown = ["scripts/bench/" + bench.script, *bench.arguments(plan)]
+        shown = ["scripts/bench/" + bench.script, *map(hide_password, bench.arguments(plan))]
         harness.log(f"{bench.name}: {shlex.join(shown)}")
         stdout_log, stderr_log = log_dir / f"{bench.name}.log", log_dir / f"{bench.name}.stderr.log"
         began = time.perf_counter()
@@ -269,6 +269,16 @@ def run_bench(bench: Bench, plan: Plan, *, log_dir: Path, timeout: int) -> repor
         )  # fmt: skip
 
 
+def hide_password(argument: str) -> str:
+    """A database URL as the report may show it: its password masked."""
+    if "://" not in argument or "@" not in argument:
+        return argument
+    try:
+        return make_url(argument).render_as_string(hide_password=True)
+    except Exception:  # not a URL after all
+        return argument
+
+
 def rerun_help() -> str:
     return "\n".join(
         [
@@ -296,9 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = [
         run_bench(bench, plan, log_dir=log_dir, timeout=args.timeout) for bench in selected(plan, args.only)
     ]
-    command = "scripts/bench/all.py" + "".join(
-        f" {arg}" for arg in (argv if argv is not None else sys.argv[1:])
-    )
+    arguments = argv if argv is not None else sys.argv[1:]
+    command = shlex.join(["scripts/bench/all.py", *map(hide_password, arguments)])
     text = report.render(machine, runs, mode=plan.mode, command=command, rerun=rerun_help())
     args.report.write_text(text, encoding="utf-8")
     print()

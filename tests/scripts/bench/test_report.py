@@ -227,6 +227,13 @@ def test_each_bench_gets_its_own_database_named_after_the_suite_s() -> None:
     assert plan.database("home") == "mysql+pymysql://root@127.0.0.1:3306/mm_suite_home"
 
 
+def test_the_report_never_shows_a_database_password() -> None:
+    assert suite.hide_password("mysql+pymysql://bench:s3cret@db:3306/mm_suite_home") == (
+        "mysql+pymysql://bench:***@db:3306/mm_suite_home"
+    )
+    assert suite.hide_password("--quick") == "--quick"
+
+
 def test_the_ten_million_member_night_runs_only_with_full() -> None:
     default = suite.Plan(quick=False, full=False, database_url=suite.DEFAULT_DATABASE_URL, redis_url="")
     full = suite.Plan(quick=False, full=True, database_url=suite.DEFAULT_DATABASE_URL, redis_url="")
