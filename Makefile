@@ -62,9 +62,9 @@ format: $(DEPS)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format app miniprogram_api wecom scripts tests
 
-## bench: purchase crediting, app vs raw SQL, on MariaDB (see scripts/bench/README.md)
+## bench: every benchmark on MariaDB, then bench/REPORT.md (BENCH_ARGS=--quick: a smoke run; --full: + 10M members)
 bench: $(DEPS)
-	$(BIN)/python scripts/bench/earn.py
+	$(BIN)/python scripts/bench/all.py $(BENCH_ARGS)
 
 migrate: $(DEPS)
 	FLASK_APP=wsgi $(BIN)/flask db-upgrade

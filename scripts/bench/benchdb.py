@@ -7,6 +7,7 @@ as members signing up in the mini-program do; `--empty-ledger` leaves them witho
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -221,6 +222,22 @@ def reset_purchases(app: Flask, mall: Mall) -> None:
             f"UPDATE members m JOIN {MEMBER_SNAPSHOT} s ON s.id = m.id"
             " SET m.points_balance = s.points_balance, m.points_debt = s.points_debt, m.tier_id = s.tier_id"
         )
+
+
+def wait_until_idle(app: Flask, *, quiet_seconds: float = 1.0, timeout: float = 60.0) -> None:
+    """Wait until no purchase has been written for `quiet_seconds`: when the load generator stops, the
+    server still finishes the requests it had in flight, and a reset or a check racing them fails
+    (a lot inserted between the deletes of lots and of entries breaks the foreign key)."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        with app.app_context(), bound_database().engine.connect() as connection:
+            top = connection.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM purchases").scalar_one()
+        if top != last:
+            last, since = top, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds:
+            return
+        time.sleep(0.1)
 
 
 def staff_token(app: Flask, staff_id: int) -> str:

@@ -29,6 +29,7 @@ import benchdb  # noqa: E402
 import cpu  # noqa: E402
 import harness  # noqa: E402
 import loadgen  # noqa: E402
+import results  # noqa: E402
 from flask import Flask  # noqa: E402
 from harness import ensure_mariadb, gunicorn, log  # noqa: E402
 from loadgen import Measurement, Traffic  # noqa: E402
@@ -36,6 +37,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 TARGET_RATIO = 0.40
 TARGET_P99_MS = 50.0
+QUICK = {"seconds": 2, "warmup": 1, "rounds": 1, "members": 200}
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Options:
     empty_ledger: bool
     paced_rate: int
     rounds: int
+    json: Path | None
+    quick: bool
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -89,7 +93,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         help="after the saturated app run, measure latency with the clients pausing between requests "
         "so that they offer this many req/s in all (wrk only; 0 skips it; default 150)",
     )
-    args = parser.parse_args(argv)
+    results.add_suite_options(parser, QUICK)
+    args = results.parse_with_quick(parser, argv, QUICK)
     if make_url(args.database_url).get_backend_name() not in {"mysql", "mariadb"}:
         parser.error("--database-url must be a MySQL/MariaDB URL")
     return Options(**vars(args))
@@ -126,6 +131,7 @@ def measured_side(
     sampler = cpu.CpuSampler(meter)
     result = run(options.seconds, f"{name[0].upper()}{round_no}")
     used = sampler.stop()
+    benchdb.wait_until_idle(app)
     deadlocks_after = benchdb.innodb_deadlocks(app)
     problems = benchdb.ledger_problems(app)
     added = ", ".join(f"{table} {n}" for table, n in benchdb.rows_added(app, mall).items())
@@ -218,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 receipt_prefix="P",
                 offered_rate=options.paced_rate,
             )
+            benchdb.wait_until_idle(app)
             paced_problems = benchdb.ledger_problems(app)
             log(f"app (paced): ledger {'clean' if not paced_problems else 'NOT CLEAN'}")
             if paced_problems:
@@ -244,7 +251,68 @@ def main(argv: list[str] | None = None) -> int:
         )
     clean = not any(side.ledger_problems for both in rounds for side in both)
     print(f"points ledger after each side (verify_ledger): {'clean' if clean else 'NOT CLEAN'}")
+    results.write_json(
+        options.json,
+        "earn",
+        figures(rounds, paced, options),
+        ok=clean,
+        settings={
+            "clients": options.clients,
+            "seconds": options.seconds,
+            "rounds": options.rounds,
+            "members": options.members,
+            "load": driver,
+        },
+    )
     return 0 if clean else 1
+
+
+def figures(
+    rounds: list[tuple[Side, Side]], paced: Measurement | None, options: Options
+) -> list[results.Figure]:
+    """The suite's lines: the median round's throughput against the baseline's, and the app's p99
+    (paced when it was measured, else saturated)."""
+    app_rate = statistics.median(app.measurement.per_second for app, _ in rounds)
+    base_rate = statistics.median(base.measurement.per_second for _, base in rounds)
+    ratio = statistics.median(_ratio(app, base) for app, base in rounds)
+    throughput = results.Figure(
+        "purchase crediting (earn), throughput",
+        app_rate,
+        base_rate,
+        "req/s",
+        f"ratio >= {TARGET_RATIO:.2f}",
+        ratio >= TARGET_RATIO,
+        ratio,
+        f"median of {len(rounds)} rounds, {options.clients} clients; "
+        "the ratio is the median of the rounds' ratios",
+    )
+    if paced is not None:
+        latency = results.Figure(
+            f"purchase crediting (earn), p99 at {options.paced_rate} req/s offered",
+            paced.p99_ms,
+            None,
+            "ms",
+            f"< {TARGET_P99_MS:.0f} ms",
+            paced.p99_ms < TARGET_P99_MS,
+            note=f"{paced.per_second:.1f} req/s served, p50 {paced.p50_ms:.1f} ms",
+        )
+    else:
+        p99 = statistics.median(app.measurement.p99_ms for app, _ in rounds)
+        latency = results.Figure(
+            "purchase crediting (earn), p99 saturated",
+            p99,
+            None,
+            "ms",
+            f"< {TARGET_P99_MS:.0f} ms",
+            p99 < TARGET_P99_MS,
+            note="no paced run (wrk missing or --paced-rate 0): queueing at saturation, see the README",
+        )
+    return [throughput, latency]
+
+
+def _ratio(app_side: Side, base_side: Side) -> float:
+    base_rate = base_side.measurement.per_second
+    return app_side.measurement.per_second / base_rate if base_rate else 0.0
 
 
 def print_table(rounds: list[tuple[Side, Side]]) -> None:

@@ -32,12 +32,14 @@ import cpu  # noqa: E402
 import harness  # noqa: E402
 import loadgen  # noqa: E402
 import redis  # noqa: E402
+import results  # noqa: E402
 from flask import Flask  # noqa: E402
 from harness import log  # noqa: E402
 from loadgen import CountedRun  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 TARGET_RATE = 1_500  # handled requests per second, on 2 cores
+QUICK = {"requests": 200, "clients": 20, "stock": 20, "warmup": 40, "rounds": 1, "members": 200}
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Options:
     baseline_connections: int | None
     redis_url: str
     rounds: int
+    json: Path | None
+    quick: bool
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -97,7 +101,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--rounds", type=int, default=3, help="app and baseline alternate this many times (default 3)"
     )
-    args = parser.parse_args(argv)
+    results.add_suite_options(parser, QUICK)
+    args = results.parse_with_quick(parser, argv, QUICK)
     if make_url(args.database_url).get_backend_name() not in {"mysql", "mariadb"}:
         parser.error("--database-url must be a MySQL/MariaDB URL")
     return Options(**vars(args))
@@ -242,6 +247,32 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rounds)
     clean = not any(side.problems for both in rounds for side in both)
     print(f"verify_coupons and verify_ledger after each side: {'clean' if clean else 'NOT CLEAN'}")
+    app_rate = statistics.median(app.run.measurement.per_second for app, _ in rounds)
+    figure = results.Figure(
+        "flash coupon claim, throughput",
+        app_rate,
+        statistics.median(base.run.measurement.per_second for _, base in rounds),
+        "req/s",
+        f">= {TARGET_RATE:,} req/s",
+        app_rate >= TARGET_RATE,
+        statistics.median(_ratio(app, base) for app, base in rounds),
+        f"median of {len(rounds)} rounds of {options.requests:,} claims from {options.clients} clients, "
+        f"stock {options.stock}; the ratio is the median of the rounds' ratios",
+    )
+    results.write_json(
+        options.json,
+        "flash_claim",
+        [figure],
+        ok=clean,
+        settings={
+            "requests": options.requests,
+            "clients": options.clients,
+            "stock": options.stock,
+            "rounds": options.rounds,
+            "redis": options.redis_url or None,
+            "load": driver,
+        },
+    )
     return 0 if clean else 1
 
 

@@ -21,7 +21,8 @@ import benchdb
 import cpu
 from sqlalchemy.engine import make_url
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BENCH_DIR.parent.parent
 # Database hosts on this machine, whose server's CPU time can be read from /proc.
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None}
 
@@ -65,11 +66,18 @@ class Server:
 
 @contextmanager
 def gunicorn(
-    database_url: str, *, workers: int, threads: int, secret_key: str, redis_url: str | None = None
+    database_url: str,
+    *,
+    workers: int,
+    threads: int,
+    secret_key: str,
+    redis_url: str | None = None,
+    with_ping: bool = False,
 ) -> Iterator[Server]:
     """The app under gunicorn (gthread) as a subprocess, logging to a temporary file; stopped afterwards.
 
-    Without `redis_url` the app runs without Redis, whatever the environment says.
+    Without `redis_url` the app runs without Redis, whatever the environment says. `with_ping` serves
+    bench_wsgi:app instead of wsgi:app: the same app plus `GET /bench/ping`.
     The log is deleted on the way out unless it recorded an HTTP 500."""
     port = free_port()
     env = {
@@ -91,7 +99,7 @@ def gunicorn(
             f"--bind=127.0.0.1:{port}",
             "--worker-tmp-dir=/dev/shm",
             "--log-level=warning",
-            "wsgi:app",
+            *([f"--pythonpath={BENCH_DIR}", "bench_wsgi:app"] if with_ping else ["wsgi:app"]),
         ],
         cwd=PROJECT_ROOT,
         env=env,

@@ -42,6 +42,7 @@ sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
 import benchdb  # noqa: E402
 import cpu  # noqa: E402
 import harness  # noqa: E402
+import results  # noqa: E402
 from gen_data import _raise_buffer_pool  # noqa: E402
 from harness import log  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -51,6 +52,7 @@ from app.demo_data import STORES  # noqa: E402
 
 DEFAULT_URL = "mysql+pymysql://root@127.0.0.1:3306/mallmember_bench_import"
 TARGET_RATIO, TARGET_RSS_MB = 2.0, 300
+QUICK = {"rows": 5_000, "members": 1_000}
 MEMBER_SHARE = 0.85
 HEADER = "store,receipt_no,amount,purchased_at,phone\n"
 BASELINE_TABLE = "purchases_baseline"
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=2_000, help="passed to flask import purchases")
     parser.add_argument("--keep-file", action="store_true", help="keep the CSV (its path is printed)")
     parser.add_argument("--seed", type=int, default=10)
-    args = parser.parse_args(argv)
+    results.add_suite_options(parser, QUICK)
+    args = results.parse_with_quick(parser, argv, QUICK)
     if args.members < 1 or args.rows < 1:
         parser.error("--rows and --members must be at least 1")
     url = args.database_url
@@ -164,6 +167,34 @@ def main(argv: list[str] | None = None) -> int:
     summary = [line for line in first.stdout.splitlines() if line.strip()]
     if summary:
         print("app's summary: " + " | ".join(summary[-6:]))
+    size = f"{results.short_count(expected.rows)} rows, {results.short_count(args.members)} members"
+    results.write_json(
+        args.json,
+        "import",
+        [
+            results.Figure.compared(
+                f"purchase import from CSV ({size}): time",
+                first.seconds,
+                baseline.seconds,
+                "s",
+                f"ratio <= {TARGET_RATIO}",
+                ratio <= TARGET_RATIO,
+                f"app: the whole `flask import purchases` command (start-up {startup.seconds:.1f} s); "
+                "baseline: LOAD DATA, without the member lookup; re-import "
+                f"{again.seconds:.1f} s",
+            ),
+            results.Figure(
+                f"purchase import from CSV ({size}): peak RSS",
+                rss,
+                None,
+                "MB",
+                f"< {TARGET_RSS_MB} MB",
+                rss < TARGET_RSS_MB,
+            ),
+        ],
+        ok=not problems,
+        settings={"rows": expected.rows, "members": args.members, "batch_size": args.batch_size},
+    )
     if problems:
         print("verification: FAILED")
         for problem in problems:

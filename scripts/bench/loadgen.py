@@ -183,6 +183,11 @@ def _run_wrk_purchases(
         text=True,
         check=True,
     )
+    return _wrk_measurement(completed)
+
+
+def _wrk_measurement(completed: subprocess.CompletedProcess[str]) -> Measurement:
+    """The WRK_RESULT line a script's done() printed; non-2xx/3xx answers and socket errors are errors."""
     line = next(
         (line for line in completed.stdout.splitlines() if line.startswith("WRK_RESULT ")),
         None,
@@ -197,6 +202,76 @@ def _run_wrk_purchases(
         p50_ms=result["p50_us"] / 1000,
         p99_ms=result["p99_us"] / 1000,
         errors=errors,
+    )
+
+
+# GET requests over a list of paths in turn (home.py): a shopper's home screen, or the ping.
+HOME_LUA_SCRIPT = Path(__file__).resolve().parent / "home.lua"
+
+
+def run_wrk_get(
+    base_url: str, paths: list[str], token_file: Path | None, *, clients: int, seconds: int
+) -> Measurement:
+    """wrk (one thread, `clients` keep-alive connections) sending GETs to `paths` in turn for `seconds`,
+    a new shopper from `token_file` every len(paths) requests (no Authorization without a file)."""
+    completed = subprocess.run(
+        [
+            "wrk",
+            "--threads=1",
+            f"--connections={clients}",
+            f"--duration={seconds}s",
+            "--timeout=10s",
+            f"--script={HOME_LUA_SCRIPT}",
+            base_url,
+            "--",
+            ",".join(paths),
+            str(token_file or ""),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return _wrk_measurement(completed)
+
+
+class GetWorker:
+    """A keep-alive connection sending GETs to `paths` in turn, a random shopper every round
+    (the fallback without wrk)."""
+
+    def __init__(self, host: str, port: int, paths: list[str], tokens: list[str], seed: int) -> None:
+        self._connection = http.client.HTTPConnection(host, port, timeout=10)
+        self._paths = paths
+        self._tokens = tokens
+        self._rng = random.Random(seed)
+        self._sent = 0
+        self._headers: dict[str, str] = {}
+
+    def one(self, _key: str) -> bool:
+        step = self._sent % len(self._paths)
+        if step == 0 and self._tokens:
+            self._headers = {"Authorization": f"Bearer {self._rng.choice(self._tokens)}"}
+        self._sent += 1
+        try:
+            self._connection.request("GET", self._paths[step], headers=self._headers)
+            response = self._connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            self._connection.close()  # reconnects on the next request
+            return False
+        return 200 <= response.status < 300
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def run_python_get(
+    host: str, port: int, paths: list[str], tokens: list[str], *, clients: int, seconds: int
+) -> Measurement:
+    return run_threads(
+        clients,
+        seconds,
+        lambda n: GetWorker(host, port, paths, tokens, seed=2_000 + n),
+        receipt_prefix="get",
     )
 
 

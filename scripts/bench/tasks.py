@@ -45,6 +45,7 @@ import benchdb  # noqa: E402
 import gen_data  # noqa: E402
 import harness  # noqa: E402
 import requests  # noqa: E402
+import results  # noqa: E402
 from harness import log  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -58,6 +59,7 @@ from app.services import tags, task_rules, tasks  # noqa: E402
 DEFAULT_URL = "mysql+pymysql://root@127.0.0.1:3306/mallmember_tasks"
 TARGET_SECONDS = 20.0
 PUSH_TARGET_SECONDS = 5.0
+QUICK = {"members": 2_000, "purchases": 20_000, "advisors": 20}
 # What generation reads, in an order that satisfies foreign keys (checks are off while copying anyway).
 COPIED_TABLES = (
     "tiers",
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=tasks.DEFAULT_BATCH_SIZE)
     parser.add_argument("--reuse", action="store_true", help="keep the database if it is already prepared")
     parser.add_argument("--push-only", action="store_true", help="skip generation: push the day's digests")
-    args = parser.parse_args(argv)
+    results.add_suite_options(parser, QUICK)
+    args = results.parse_with_quick(parser, argv, QUICK)
     url = args.database_url
     if args.copy_from and make_url(args.copy_from).database == make_url(url).database:
         raise SystemExit("--copy-from must name another database than --database-url")
@@ -155,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     members = _scalar(url, "SELECT COUNT(*) FROM members")
     bound = _scalar(url, "SELECT COUNT(*) FROM members WHERE advisor_id IS NOT NULL")
     advisors = _scalar(url, "SELECT COUNT(*) FROM staff WHERE role = 'advisor'")
+    size = f"{advisors:,} advisors, {results.short_count(members)} members"
+    settings = {"members": members, "advisors": advisors, "bound": bound, "batch_size": args.batch_size}
     if args.push_only:
-        return 0 if _bench_push(url, day) else 1
+        pushed, push_figure = _bench_push(url, day, size)
+        results.write_json(args.json, "tasks", [push_figure], ok=pushed, settings=settings)
+        return 0 if pushed else 1
     _execute(url, "TRUNCATE TABLE advisor_tasks", "TRUNCATE TABLE advisor_task_candidates")
 
     log(f"flask tasks generate --date {day}")
@@ -192,13 +199,24 @@ def main(argv: list[str] | None = None) -> int:
         f"target: generation {first_seconds:.1f} s <= {TARGET_SECONDS:.0f} s: "
         f"{'met' if first_seconds <= TARGET_SECONDS else 'MISSED'}"
     )
-    pushed = _bench_push(url, day)
-    return 0 if added_again and busiest <= cap and pushed else 1
+    pushed, push_figure = _bench_push(url, day, size)
+    generation = results.Figure(
+        f"advisor task generation ({size})",
+        first_seconds,
+        None,
+        "s",
+        f"<= {TARGET_SECONDS:.0f} s",
+        first_seconds <= TARGET_SECONDS,
+        note=f"the whole `flask tasks generate` command; {generated:,} tasks",
+    )
+    ok = added_again and busiest <= cap and pushed
+    results.write_json(args.json, "tasks", [generation, push_figure], ok=ok, settings=settings)
+    return 0 if ok else 1
 
 
-def _bench_push(url: str, day: Any) -> bool:
+def _bench_push(url: str, day: Any, size: str) -> tuple[bool, results.Figure]:
     """Time `flask push digests` from an empty outbox to the sandbox; True if every advisor with open
-    tasks got exactly one digest and a second run sent nothing."""
+    tasks got exactly one digest and a second run sent nothing; the figure for the suite."""
     sandbox = subprocess.Popen(
         [
             sys.executable,
@@ -271,7 +289,16 @@ def _bench_push(url: str, day: Any) -> bool:
         f"target: push {seconds:.1f} s <= {PUSH_TARGET_SECONDS:.0f} s (the whole command): "
         f"{'met' if seconds <= PUSH_TARGET_SECONDS else 'MISSED'}"
     )
-    return exactly_once and nothing_again
+    figure = results.Figure(
+        f"advisor digests pushed through the outbox ({size})",
+        seconds,
+        None,
+        "s",
+        f"<= {PUSH_TARGET_SECONDS:.0f} s",
+        seconds <= PUSH_TARGET_SECONDS,
+        note=f"the whole `flask push digests` command; {len(digests):,} digests to the sandbox",
+    )
+    return exactly_once and nothing_again, figure
 
 
 def _rows(url: str, sql: str) -> list[tuple[Any, ...]]:
