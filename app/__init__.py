@@ -17,6 +17,7 @@ def create_app(config: Config | None = None) -> Flask:
     from app.cli import register_commands
     from app.errors import register_error_handlers
     from app.extensions import init_extensions
+    from app.url_converters import register_url_converters
 
     config = config or Config.from_env()
     INSTANCE_DIR.mkdir(exist_ok=True)
@@ -27,6 +28,7 @@ def create_app(config: Config | None = None) -> Flask:
     _configure_logging(app)
 
     init_extensions(app, config)
+    register_url_converters(app)
     register_api(app)
     register_error_handlers(app)
     register_commands(app)

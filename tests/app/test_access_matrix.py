@@ -12,6 +12,7 @@ first, so that an allowed one changing an object cannot make a refusal pass for 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from app.sandbox import SandboxProcess
 from tests.actors import (
     ADVISOR,
     ALL_ACTORS,
+    ANONYMOUS,
     MEMBER_A,
     MEMBER_B,
     OP_ADMIN,
@@ -438,3 +440,37 @@ def _said(response: TestResponse) -> str:
         body = response.get_json()
         return str(body.get("code")) if isinstance(body, dict) else ""
     return response.headers.get("Location", "")
+
+
+# Ids past what an INTEGER column holds (and past what SQLite's driver can even bind).
+HUGE_IDS = ("2147483648", "99999999999999999999")
+ID_RULES = sorted(
+    (rule, method) for rule, method in ACCESS if "<int:" in rule and not ACCESS[(rule, method)].public
+)
+
+
+@pytest.mark.parametrize(("rule", "method"), ID_RULES, ids=[f"{method} {rule}" for rule, method in ID_RULES])
+def test_an_id_beyond_the_database_range_is_a_clean_404(
+    world: tuple[Flask, World], rule: str, method: str
+) -> None:
+    app, built = world
+    access = ACCESS[(rule, method)]
+    caller = built.actors[min(access.allowed, key=ALL_ACTORS.index) if access.allowed else ANONYMOUS]
+    client = app.test_client(use_cookies=False)
+
+    for huge in HUGE_IDS:
+        path = re.sub(r"<int:[a-z_]+>", huge, rule)
+        path = _path(path, built.ids)
+        if method == "GET":
+            response = caller.request(client, method, path)
+        elif path.startswith(("/console/", "/wecom/")):
+            response = caller.request(client, method, path, form={})
+        else:
+            response = caller.request(client, method, path, json_body={})
+
+        assert response.status_code == 404, (
+            path,
+            response.status_code,
+            response.get_data(as_text=True)[:200],
+        )
+        assert response.get_json()["code"] == "NOT_FOUND", path
