@@ -474,3 +474,26 @@ def test_an_id_beyond_the_database_range_is_a_clean_404(
             response.get_data(as_text=True)[:200],
         )
         assert response.get_json()["code"] == "NOT_FOUND", path
+
+
+def test_an_id_beyond_the_database_range_in_a_reassignment_is_refused_as_input(
+    world: tuple[Flask, World],
+) -> None:
+    app, built = world
+    client = app.test_client(use_cookies=False)
+    admin, huge = built.actors[OP_ADMIN], HUGE_IDS[-1]
+    advisor_id = built.ids["advisor"]
+
+    page_from = admin.request(client, "POST", "/console/advisors/reassign", form={"from_staff_id": huge})
+    page_to = admin.request(
+        client,
+        "POST",
+        "/console/advisors/reassign",
+        form={"from_staff_id": str(advisor_id), "to_staff_id": huge},
+    )
+    api_to = admin.request(
+        client, "POST", f"/api/admin/v1/advisors/{advisor_id}/reassign", json_body={"to_staff_id": int(huge)}
+    )
+
+    assert (page_from.status_code, page_to.status_code, api_to.status_code) == (422, 422, 422)
+    assert api_to.get_json()["code"] == "VALIDATION_ERROR"
