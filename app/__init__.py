@@ -30,6 +30,7 @@ def create_app(config: Config | None = None) -> Flask:
     from app.health import register_health
     from app.idempotency import init_app as init_idempotency
     from app.metrics import register_metrics
+    from app.url_converters import register_url_converters
 
     config = config or Config.from_env()
     INSTANCE_DIR.mkdir(exist_ok=True)
@@ -45,6 +46,7 @@ def create_app(config: Config | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     init_extensions(app, config)
+    register_url_converters(app)
     _register_request_observers(app)
     register_health(app)
     register_metrics(app)

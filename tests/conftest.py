@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -55,6 +56,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def config(database_url: str, sandbox: SandboxProcess) -> Config:
+    return build_config(database_url, sandbox)
+
+
+def build_config(database_url: str, sandbox: SandboxProcess) -> Config:
+    """The tests' settings; also for module-scoped apps (tests that share one dataset)."""
     # An empty environ: a developer's .env must never leak into tests.
     return Config.from_env(
         {},
@@ -87,11 +93,20 @@ def redis_config(config: Config) -> Config:
 
 @pytest.fixture
 def app(config: Config, sandbox: SandboxProcess) -> Iterator[Flask]:
+    with running_app(config, sandbox) as app:
+        yield app
+
+
+@contextmanager
+def running_app(config: Config, sandbox: SandboxProcess) -> Iterator[Flask]:
+    """An app on `config`; afterwards every table is emptied and the sandbox reset."""
     app = create_app(config)
-    yield app
-    _empty_all_tables(app)
-    bound_database(app).dispose()
-    sandbox.reset()
+    try:
+        yield app
+    finally:
+        _empty_all_tables(app)
+        bound_database(app).dispose()
+        sandbox.reset()
 
 
 @pytest.fixture
@@ -103,10 +118,18 @@ def client(app: Flask) -> FlaskClient:
 def session(app: Flask, database_url: str) -> Iterator[Session]:
     """A session for arranging data and checking results, in autocommit mode: every read is
     fresh (no REPEATABLE READ snapshot) and it never holds the locks the app under test needs."""
-    engine = create_engine(normalize_database_url(database_url), isolation_level="AUTOCOMMIT")
-    with Session(engine, expire_on_commit=False) as session:
+    with autocommit_session(database_url) as session:
         yield session
-    engine.dispose()
+
+
+@contextmanager
+def autocommit_session(database_url: str) -> Iterator[Session]:
+    engine = create_engine(normalize_database_url(database_url), isolation_level="AUTOCOMMIT")
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def _empty_all_tables(app: Flask) -> None:

@@ -21,6 +21,7 @@ from app.errors import DomainError, Forbidden
 from app.extensions import mall_time
 from app.models import OperatorRole
 from app.services import advisor_kpis, advisors, staff, stores
+from app.url_converters import MAX_DATABASE_ID
 
 ADMIN, MARKETING = OperatorRole.ADMIN, OperatorRole.MARKETING
 STORE_MANAGER, AUDITOR = OperatorRole.STORE_MANAGER, OperatorRole.AUDITOR
@@ -97,7 +98,7 @@ def advisors_reassign() -> Response | str | tuple[str, int]:
 def _reassign_args() -> tuple[int, int | None]:
     raw_from = request.form.get("from_staff_id", "").strip()
     raw_to = request.form.get("to_staff_id", "").strip()
-    if not raw_from.isdigit():
+    if not raw_from.isdigit() or int(raw_from) > MAX_DATABASE_ID:
         raise FormInvalid({"from_staff_id": "必填"}, "请选择转出导购")
     args = load_form(
         ReassignIn(),

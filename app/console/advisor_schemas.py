@@ -8,6 +8,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from app.models import AssignmentEnd, AssignmentReason
+from app.url_converters import MAX_DATABASE_ID
 
 
 class ContactWayOut(ma.Schema):
@@ -23,7 +24,7 @@ class ReassignIn(ma.Schema):
         strict=True,
         required=True,
         allow_none=True,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_DATABASE_ID),
         metadata={"description": "接手的导购；null 表示退回各自门店的待认领池"},
     )
 

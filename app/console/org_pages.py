@@ -51,6 +51,14 @@ class OtherStoreStaff(Forbidden):
     code, message = "OTHER_STORE_FORBIDDEN", "店长只能查看和管理本门店的员工"
 
 
+class ManagerRoleReserved(Forbidden):
+    # A WeCom manager credits and refunds at every store of the mall: more than a store manager's reach.
+    code, message = (
+        "MANAGER_ROLE_RESERVED",
+        "店长不能设置“经理”岗位（经理可在全商场收银、退货），请联系管理员",
+    )
+
+
 class NoStoreOfTheirOwn(Forbidden):
     code, message = "NO_STORE", "您的账号还没有所属门店，请联系管理员"
 
@@ -166,6 +174,7 @@ def staff_new() -> Response | str | tuple[str, int]:
         return _staff_form(None, {"store_id": own_store or ""}, own_store)
     try:
         args = load_form(StaffIn(), _staff_values(own_store), labels=STAFF_LABELS)
+        _check_role_in_reach(args["role"], None, own_store)
         with transaction() as session:
             created = staff.create_staff(session, **args)
             detail = {**args, "role": created.role.value}
@@ -185,6 +194,7 @@ def staff_edit(staff_id: int) -> Response | str | tuple[str, int]:
         return _staff_form(record, values, own_store)
     try:
         args = load_form(StaffUpdateIn(), _staff_values(own_store), labels=STAFF_LABELS)
+        _check_role_in_reach(args["role"], record, own_store)
         with transaction() as session:
             changed = staff.update_staff(session, staff_id, **args)
             if changed:
@@ -215,6 +225,12 @@ def _staff_in_reach(staff_id: int, own_store: int | None) -> Staff:
     return record
 
 
+def _check_role_in_reach(role: StaffRole, record: Staff | None, own_store: int | None) -> None:
+    """A store manager may keep a manager a manager, but never make one."""
+    if own_store is not None and role == StaffRole.MANAGER and (record is None or record.role != role):
+        raise ManagerRoleReserved()
+
+
 def _staff_values(own_store: int | None) -> dict[str, Any]:
     values = form_values(request.form, STAFF_LABELS, integers=("store_id",))
     if own_store is not None:
@@ -234,7 +250,11 @@ def _staff_form(
         values=values,
         stores=store_choices,
         store_locked=own_store is not None,
-        role_labels=STAFF_ROLE_LABELS,
+        role_labels={
+            role: label
+            for role, label in STAFF_ROLE_LABELS.items()
+            if role != StaffRole.MANAGER or own_store is None or (record and record.role == role)
+        },
         error=explained(error, STAFF_LABELS) if error else None,
     )
     return (page, form_status(error)) if error else page
