@@ -7,7 +7,7 @@ from datetime import date
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, load_only
 
 from app.db import RetryableConflict, utcnow
 from app.errors import AuthInvalid, DomainError, NotFound, ValidationFailed
@@ -20,6 +20,7 @@ from app.models import (
     MemberSource,
     QrScene,
     SceneKind,
+    Staff,
     Tier,
     WeChatAccount,
 )
@@ -237,6 +238,34 @@ def member_profile(session: Session, member_id: int) -> Member:
         .where(Member.id == member_id)
         .options(joinedload(Member.tier), joinedload(Member.advisor), joinedload(Member.signup_scene))
         .execution_options(populate_existing=True)
+    ).one_or_none()
+    if member is None:
+        raise NotFound("会员不存在")
+    return member
+
+
+def shown_profile(session: Session, member_id: int) -> Member:
+    """`member_profile` reading only what the member card shows: the shopper home screen asks for it
+    on every visit, and PyMySQL spends ~20 µs describing each column of a result (the whole member
+    with its tier, advisor and scene is over 40)."""
+    member = session.scalars(
+        select(Member)
+        .where(Member.id == member_id)
+        .options(
+            load_only(
+                Member.phone_masked,
+                Member.nickname,
+                Member.birthday,
+                Member.points_balance,
+                Member.joined_at,
+                Member.tier_id,
+                Member.advisor_id,
+                Member.signup_scene_id,
+            ),
+            joinedload(Member.tier).load_only(Tier.code, Tier.name),
+            joinedload(Member.advisor).load_only(Staff.wecom_userid, Staff.name),
+            joinedload(Member.signup_scene).load_only(QrScene.kind, QrScene.name),
+        )
     ).one_or_none()
     if member is None:
         raise NotFound("会员不存在")

@@ -561,8 +561,11 @@ EXPIRY_NOTICE_DAYS = 30
 
 
 def summary(session: Session, member_id: int, *, at: MallTime) -> PointsSummary:
-    member = session.get(Member, member_id)
-    if member is None:
+    # Two columns, not the member: PyMySQL spends ~20 µs describing each column of a result.
+    balances = session.execute(
+        select(Member.points_balance, Member.points_debt).where(Member.id == member_id)
+    ).one_or_none()
+    if balances is None:
         raise NotFound("会员不存在")
     horizon = at.today + timedelta(days=EXPIRY_NOTICE_DAYS)
     expiring, next_expiry = session.execute(
@@ -571,7 +574,7 @@ def summary(session: Session, member_id: int, *, at: MallTime) -> PointsSummary:
             func.min(PointsLot.expires_on),
         ).where(PointsLot.member_id == member_id, PointsLot.remaining > 0)
     ).one()
-    return PointsSummary(member.points_balance, member.points_debt, int(expiring), horizon, next_expiry)
+    return PointsSummary(balances.points_balance, balances.points_debt, int(expiring), horizon, next_expiry)
 
 
 def entries_page(

@@ -74,7 +74,7 @@ def me() -> MemberWithConsent:
     with transaction() as session:
         member_id = members.member_id_of_account(session, current_wechat_account_id())
         return MemberWithConsent(
-            members.member_profile(session, member_id),
+            members.shown_profile(session, member_id),
             consents.status(session, member_id, extensions().config.PRIVACY_POLICY_VERSION),
         )
 

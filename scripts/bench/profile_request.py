@@ -8,7 +8,8 @@ Recreates and seeds the bench database like earn.py, then sends requests through
 - `purchase` posts purchases as staff (earn.py's request);
 - `claim` has each shopper claim a coupon in stock (a flash claim's winners; at most `--members`
   requests in all, warm-up included);
-- `sold-out-claim` has random shoppers claim a sold-out coupon (95 % of flash_claim.py's requests).
+- `sold-out-claim` has random shoppers claim a sold-out coupon (95 % of flash_claim.py's requests);
+- `home` has random shoppers open the home screen: `me`, `me/points` and `me/coupons` (home.py's calls).
 Prints the SQL round trips per request, CPU time per request by package, and the top functions by own
 time and by cumulative time.
 """
@@ -95,10 +96,27 @@ def claim_workload(app: Flask, mall: benchdb.Mall, *, sold_out: bool) -> Workloa
     return send
 
 
+def home_workload(app: Flask, mall: benchdb.Mall) -> Workload:
+    """Shoppers open the home screen: one request is one of its three calls, in turn."""
+    tokens = benchdb.shopper_tokens(app, benchdb.seed_shoppers(app, mall))
+    client = app.test_client()
+    rng = random.Random(7)
+    paths = ("/api/mp/v1/me", "/api/mp/v1/me/points", "/api/mp/v1/me/coupons")
+
+    def send(count: int, prefix: str) -> None:
+        for n in range(count):
+            response = client.get(paths[n % 3], headers={"Authorization": f"Bearer {rng.choice(tokens)}"})
+            if response.status_code != 200:
+                raise SystemExit(f"unexpected {response.status_code}: {response.get_data(as_text=True)}")
+
+    return send
+
+
 WORKLOADS: dict[str, Callable[[Flask, benchdb.Mall], Workload]] = {
     "purchase": purchase_workload,
     "claim": lambda app, mall: claim_workload(app, mall, sold_out=False),
     "sold-out-claim": lambda app, mall: claim_workload(app, mall, sold_out=True),
+    "home": home_workload,
 }
 
 
