@@ -17,6 +17,7 @@ def create_app(config: Config | None = None) -> Flask:
     from app.cli import register_commands
     from app.errors import register_error_handlers
     from app.extensions import init_extensions
+    from app.request_limits import register_request_limits
 
     config = config or Config.from_env()
     INSTANCE_DIR.mkdir(exist_ok=True)
@@ -25,6 +26,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.session_interface = _SessionOnlyWhenSent()
     _configure_logging(app)
+    register_request_limits(app, config)
 
     init_extensions(app, config)
     register_api(app)

@@ -55,6 +55,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def config(database_url: str, sandbox: SandboxProcess) -> Config:
+    return app_config(database_url, sandbox)
+
+
+def app_config(database_url: str, sandbox: SandboxProcess) -> Config:
+    """The settings of an app under test (for fixtures of a wider scope than `config`)."""
     # An empty environ: a developer's .env must never leak into tests.
     return Config.from_env(
         {},
@@ -89,6 +94,11 @@ def redis_config(config: Config) -> Config:
 def app(config: Config, sandbox: SandboxProcess) -> Iterator[Flask]:
     app = create_app(config)
     yield app
+    clean_up_after(app, sandbox)
+
+
+def clean_up_after(app: Flask, sandbox: SandboxProcess) -> None:
+    """Leave the database and the sandbox as the next test expects them: empty."""
     _empty_all_tables(app)
     bound_database(app).engine.dispose()
     sandbox.reset()
