@@ -30,6 +30,7 @@ def create_app(config: Config | None = None) -> Flask:
     from app.health import register_health
     from app.idempotency import init_app as init_idempotency
     from app.metrics import register_metrics
+    from app.request_limits import register_request_limits
     from app.url_converters import register_url_converters
 
     config = config or Config.from_env()
@@ -44,6 +45,7 @@ def create_app(config: Config | None = None) -> Flask:
         # external URLs); never more hops than there are proxies, or clients could forge them.
         hops = config.TRUSTED_PROXY_COUNT
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    register_request_limits(app, config)
 
     init_extensions(app, config)
     register_url_converters(app)

@@ -144,6 +144,11 @@ class Config:
     # told) is settled by the reconciliation job; longer than any request's car-park call.
     CARPARK_PENDING_GRACE_SECONDS: int = 120
 
+    # The largest request body accepted (bytes); a bigger one gets 413 PAYLOAD_TOO_LARGE. The console's
+    # 数据导入 uploads (whole CRM and POS exports) have their own, larger cap.
+    MAX_REQUEST_BYTES: int = 2 * 1024 * 1024
+    MAX_IMPORT_UPLOAD_BYTES: int = 512 * 1024 * 1024
+
     TESTING: bool = False
 
     @classmethod

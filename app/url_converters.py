@@ -6,8 +6,10 @@ from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
+from app.input_bounds import MAX_INT
+
 # Every id column is a signed 32-bit INTEGER (MariaDB INT; SQLite stores them the same way).
-MAX_DATABASE_ID = 2**31 - 1
+MAX_DATABASE_ID = MAX_INT
 
 
 class DatabaseIdConverter(IntegerConverter):

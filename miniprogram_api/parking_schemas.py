@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from app.input_bounds import MAX_INT
 from app.models import ParkingPaymentStatus
 
 MAX_POINTS = 1_000_000
@@ -69,9 +70,9 @@ class QuoteOut(ma.Schema):
 
 
 class PaymentIn(ma.Schema):
-    quote_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    quote_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_INT))
     coupon_ids = ma.fields.List(
-        ma.fields.Integer(strict=True, validate=validate.Range(min=1)),
+        ma.fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT)),
         load_default=None,
         validate=validate.Length(max=10),
         metadata={"description": "使用的停车券；不填则按报价推荐，[] 表示不用券"},

@@ -7,6 +7,7 @@ from datetime import date
 import marshmallow as ma
 from marshmallow import validate
 
+from app.input_bounds import MAX_INT
 from app.models import CouponKind, CouponSource, CouponStatus, PointsEntryKind, SceneKind
 from app.services import tiers
 
@@ -108,7 +109,7 @@ class PointsEntriesOut(ma.Schema):
 
 
 class EntriesPageArgs(ma.Schema):
-    cursor = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
+    cursor = ma.fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
     limit = ma.fields.Integer(load_default=20, validate=validate.Range(min=1, max=50))
 
 

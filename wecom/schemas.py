@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from app.input_bounds import MAX_INT
 from app.models import StaffRole
 
 
@@ -52,8 +53,8 @@ class PurchaseIn(ma.Schema):
         validate=validate.Length(1, 64),
         metadata={"description": "扫描会员码得到的内容（与 member_id 二选一，都不填为非会员消费）"},
     )
-    member_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
-    store_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    member_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=MAX_INT))
+    store_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_INT))
     receipt_no = ma.fields.String(
         required=True, validate=validate.Length(1, 64), metadata={"description": "小票号"}
     )
@@ -109,7 +110,7 @@ class CouponRedemptionIn(ma.Schema):
     code = ma.fields.String(
         required=True, validate=validate.Length(1, 64), metadata={"description": "扫描券码得到的内容"}
     )
-    store_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    store_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_INT))
     order_amount_fen = ma.fields.Integer(
         strict=True,
         load_default=None,
@@ -141,7 +142,9 @@ class CouponRedemptionOut(ma.Schema):
 
 class PoolArgs(ma.Schema):
     after = ma.fields.Integer(
-        load_default=0, validate=validate.Range(min=0), metadata={"description": "上一页最后的会员号"}
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_INT),
+        metadata={"description": "上一页最后的会员号"},
     )
     limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 

@@ -7,8 +7,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
+from app.input_bounds import MAX_INT
 from app.models import AssignmentEnd, AssignmentReason
-from app.url_converters import MAX_DATABASE_ID
 
 
 class ContactWayOut(ma.Schema):
@@ -24,7 +24,7 @@ class ReassignIn(ma.Schema):
         strict=True,
         required=True,
         allow_none=True,
-        validate=validate.Range(min=1, max=MAX_DATABASE_ID),
+        validate=validate.Range(min=1, max=MAX_INT),
         metadata={"description": "接手的导购；null 表示退回各自门店的待认领池"},
     )
 
@@ -47,7 +47,9 @@ class AdvisorKpiArgs(ma.Schema):
     from_ = ma.fields.Date(required=True, data_key="from", metadata={"description": "起始营业日（含）"})
     to = ma.fields.Date(required=True, metadata={"description": "结束营业日（含）"})
     store_id = ma.fields.Integer(
-        load_default=None, validate=validate.Range(min=1), metadata={"description": "门店；不填为全部门店"}
+        load_default=None,
+        validate=validate.Range(min=1, max=MAX_INT),
+        metadata={"description": "门店；不填为全部门店"},
     )
 
     @ma.validates_schema

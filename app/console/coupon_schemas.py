@@ -8,6 +8,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from app.console.schemas import PageArgs
+from app.input_bounds import MAX_INT, instant_range
 from app.models import CouponKind, TemplateStatus
 from app.services import coupon_templates
 
@@ -31,6 +32,7 @@ def _instant(description: str) -> ma.fields.AwareDateTime:
     return ma.fields.AwareDateTime(
         load_default=None,
         allow_none=True,
+        validate=instant_range(),
         error_messages={"invalid_awareness": "时间须带时区，如 2026-12-01T10:00:00+08:00"},
         metadata={"description": description},
     )
@@ -77,7 +79,7 @@ class AdminCouponTemplateIn(ma.Schema):
     parking_minutes = _integer(0, MAX_PARKING_MINUTES, 0, "停车券：免费停车分钟数（与抵扣金额二选一）")
     parking_value_fen = _integer(0, MAX_AMOUNT_FEN, 0, "停车券：停车费抵扣金额（分）（与分钟数二选一）")
     store_ids = ma.fields.List(
-        ma.fields.Integer(strict=True, validate=validate.Range(min=1)),
+        ma.fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT)),
         load_default=list,
         validate=validate.Length(max=1000),
         metadata={"description": "可用门店 ID；与 store_categories 都为空时全场可用"},
@@ -97,7 +99,7 @@ class AdminCouponTemplateIn(ma.Schema):
     per_member_limit = _integer(0, MAX_PER_MEMBER, 1, "每人最多领取张数，0 为不限")
     per_member_daily_limit = _integer(0, MAX_PER_MEMBER, 0, "每人每天最多领取张数，0 为不限")
     eligible_tier_ids = ma.fields.List(
-        ma.fields.Integer(strict=True, validate=validate.Range(min=1)),
+        ma.fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT)),
         load_default=list,
         validate=validate.Length(max=100),
         metadata={"description": "可领取的会员等级 ID；为空时所有等级可领"},
@@ -152,16 +154,16 @@ class AdminCouponTemplatePageArgs(PageArgs):
 
 class AdminCampaignIn(ma.Schema):
     name = ma.fields.String(required=True, validate=validate.Length(1, 64))
-    template_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    template_id = ma.fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=MAX_INT))
     member_ids = ma.fields.List(
-        ma.fields.Integer(strict=True, validate=validate.Range(min=1)),
+        ma.fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT)),
         load_default=None,
         metadata={"description": "目标会员；与 segment_id 二选一"},
     )
     segment_id = ma.fields.Integer(
         strict=True,
         load_default=None,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_INT),
         metadata={"description": "目标人群（创建时按人群当前的会员确定名单）；与 member_ids 二选一"},
     )
 

@@ -20,6 +20,7 @@ from app.db import transaction, utcnow
 from app.errors import DomainError, ValidationFailed
 from app.extensions import extensions
 from app.models import ImportJob, ImportKind, ImportStatus, OperatorRole
+from app.request_limits import allows_large_upload
 from app.services import imports
 from app.services.import_files import ImportFileInvalid, open_rows
 
@@ -44,6 +45,7 @@ def imports_list() -> str:
 
 @bp.post("/imports")
 @console_page(*UPLOAD_ROLES)
+@allows_large_upload
 def import_upload() -> BaseResponse | tuple[str, int]:
     try:
         request_ = _import_request(request.form, request.files.get("file"))

@@ -8,14 +8,15 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
+from app.input_bounds import MAX_INT, date_range
 from app.models import OperatorRole, StaffRole
 
 OPERATOR_PASSWORD_MIN_LENGTH = 10
 
 
 class DateRangeArgs(ma.Schema):
-    from_ = ma.fields.Date(load_default=None, data_key="from")
-    to = ma.fields.Date(load_default=None)
+    from_ = ma.fields.Date(load_default=None, data_key="from", validate=date_range())
+    to = ma.fields.Date(load_default=None, validate=date_range())
 
     @ma.validates_schema
     def ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -26,11 +27,11 @@ class DateRangeArgs(ma.Schema):
 
 
 class AuditFilterArgs(DateRangeArgs):
-    operator_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
+    operator_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
     action = ma.fields.String(load_default=None, validate=validate.Length(max=64))
     target_type = ma.fields.String(load_default=None, validate=validate.Length(max=32))
     target_id = ma.fields.String(load_default=None, validate=validate.Length(max=64))
-    before = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
+    before = ma.fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
 
 
 class StoreIn(ma.Schema):
@@ -50,13 +51,13 @@ class StaffIn(ma.Schema):
     )
     name = ma.fields.String(required=True, validate=validate.Length(1, 64))
     role = ma.fields.Enum(StaffRole, by_value=True, required=True)
-    store_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
+    store_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=MAX_INT))
 
 
 class StaffUpdateIn(ma.Schema):
     name = ma.fields.String(required=True, validate=validate.Length(1, 64))
     role = ma.fields.Enum(StaffRole, by_value=True, required=True)
-    store_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
+    store_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=MAX_INT))
 
 
 class OperatorIn(ma.Schema):
@@ -69,7 +70,7 @@ class OperatorIn(ma.Schema):
     )
     display_name = ma.fields.String(required=True, validate=validate.Length(1, 64))
     role = ma.fields.Enum(OperatorRole, by_value=True, required=True)
-    store_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
+    store_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=MAX_INT))
     password = ma.fields.String(
         required=True, load_only=True, validate=validate.Length(OPERATOR_PASSWORD_MIN_LENGTH, 128)
     )
@@ -78,7 +79,7 @@ class OperatorIn(ma.Schema):
 class OperatorUpdateIn(ma.Schema):
     display_name = ma.fields.String(required=True, validate=validate.Length(1, 64))
     role = ma.fields.Enum(OperatorRole, by_value=True, required=True)
-    store_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
+    store_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=MAX_INT))
 
 
 class PasswordResetIn(ma.Schema):
@@ -91,5 +92,5 @@ ADVISOR_SORTS = ("completion_rate", "conversion_rate", "converted_sales_fen", "b
 
 
 class AdvisorBoardArgs(DateRangeArgs):
-    store_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
+    store_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
     sort = ma.fields.String(load_default="completion_rate", validate=validate.OneOf(ADVISOR_SORTS))

@@ -139,7 +139,7 @@ def _domain_error_page(error: DomainError) -> tuple[str, int]:
 @bp.errorhandler(HTTPException)
 def _http_error_page(error: HTTPException) -> tuple[str, int]:
     status = error.code or 500
-    message = "页面不存在" if status == 404 else "请求有误，请返回重试"
+    message = {404: "页面不存在", 413: "上传的内容过大"}.get(status, "请求有误，请返回重试")
     return render_template("console/error.html", message=message, code=str(status)), status
 
 

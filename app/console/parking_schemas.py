@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from app.console.schemas import PageArgs
+from app.input_bounds import MAX_INT, date_range
 from app.models import ParkingPaymentStatus
 
 # Ceilings that keep every value inside a 32-bit INT column: beyond them a typo is far likelier than intent.
@@ -65,9 +66,15 @@ class ParkingRulesOut(ma.Schema):
 class ParkingPaymentArgs(PageArgs):
     status = ma.fields.Enum(ParkingPaymentStatus, by_value=True, load_default=None)
     plate = ma.fields.String(load_default=None, validate=validate.Length(1, 32))
-    member_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
-    date_from = ma.fields.Date(load_default=None, metadata={"description": "起始营业日（含）"})
-    date_to = ma.fields.Date(load_default=None, metadata={"description": "截止营业日（含）"})
+    member_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
+    date_from = ma.fields.Date(
+        load_default=None,
+        validate=date_range(),
+        metadata={"description": "起始营业日（含）"},
+    )
+    date_to = ma.fields.Date(
+        load_default=None, validate=date_range(), metadata={"description": "截止营业日（含）"}
+    )
 
 
 class AdminParkingPaymentOut(ma.Schema):

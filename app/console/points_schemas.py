@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from app.input_bounds import MAX_INT, date_range
 from app.models import ExpiryPolicy, PointsEntryKind
 from app.services import tiers
 
@@ -50,7 +51,7 @@ class PointsSettingsIn(ma.Schema):
         strict=True,
         load_default=None,
         allow_none=True,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_INT),
         metadata={"description": "新会员注册时发放的优惠券模板，null 为不发"},
     )
 
@@ -76,8 +77,14 @@ class EarningRateOut(EarningRateIn):
 
 class PointsPromotionIn(ma.Schema):
     name = ma.fields.String(required=True, validate=validate.Length(1, 64))
-    starts_on = ma.fields.Date(required=True, metadata={"description": "开始日期（含，商场时区）"})
-    ends_on = ma.fields.Date(required=True, metadata={"description": "结束日期（含），不早于开始日期"})
+    starts_on = ma.fields.Date(
+        required=True,
+        validate=date_range(),
+        metadata={"description": "开始日期（含，商场时区）"},
+    )
+    ends_on = ma.fields.Date(
+        required=True, validate=date_range(), metadata={"description": "结束日期（含），不早于开始日期"}
+    )
     multiplier_percent = _required_integer(100, MAX_MULTIPLIER_PERCENT, "积分倍率，200 表示双倍积分")
     category = ma.fields.String(
         load_default=None,
@@ -120,7 +127,7 @@ class AdminTierIn(ma.Schema):
         strict=True,
         load_default=None,
         allow_none=True,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_INT),
         metadata={"description": "生日月发放给该等级会员的优惠券模板，null 为不发"},
     )
 
@@ -180,7 +187,7 @@ class AdminPointsEntriesOut(ma.Schema):
 
 
 class AdminEntriesPageArgs(ma.Schema):
-    cursor = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
+    cursor = ma.fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
     limit = ma.fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
 
@@ -188,5 +195,5 @@ class MemberPointsOut(ma.Schema):
     balance = ma.fields.Integer(required=True, metadata={"description": "可用积分"})
     debt = ma.fields.Integer(required=True, metadata={"description": "退货扣回不足形成的欠分"})
     expiring_soon = ma.fields.Integer(required=True, metadata={"description": "30 天内将过期的积分"})
-    expiring_before = ma.fields.Date(required=True)
+    expiring_before = ma.fields.Date(required=True, validate=date_range())
     next_expiry_on = ma.fields.Date(allow_none=True, metadata={"description": "最近一批积分的到期日"})

@@ -5,10 +5,15 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from app.input_bounds import MAX_INT
+
 
 class PosTerminalIn(ma.Schema):
     store_id = ma.fields.Integer(
-        strict=True, required=True, validate=validate.Range(min=1), metadata={"description": "所属门店"}
+        strict=True,
+        required=True,
+        validate=validate.Range(min=1, max=MAX_INT),
+        metadata={"description": "所属门店"},
     )
     name = ma.fields.String(
         required=True, validate=validate.Length(1, 64), metadata={"description": "终端名称，如 1 号收银台"}
@@ -16,7 +21,7 @@ class PosTerminalIn(ma.Schema):
 
 
 class PosTerminalListArgs(ma.Schema):
-    store_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
+    store_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
 
 
 class PosTerminalOut(ma.Schema):

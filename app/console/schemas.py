@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
+from app.input_bounds import MAX_INT
 from app.models import SceneKind
 
 
@@ -28,9 +29,11 @@ class OperatorLoginOut(ma.Schema):
 class QrSceneIn(ma.Schema):
     kind = ma.fields.Enum(SceneKind, by_value=True, required=True)
     name = ma.fields.String(required=True, validate=validate.Length(1, 100))
-    store_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
+    store_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=MAX_INT))
     advisor_userid = ma.fields.String(load_default=None, validate=validate.Length(1, 64))
-    referrer_member_id = ma.fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1))
+    referrer_member_id = ma.fields.Integer(
+        strict=True, load_default=None, validate=validate.Range(min=1, max=MAX_INT)
+    )
 
 
 class QrSceneOut(ma.Schema):

@@ -7,6 +7,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
+from app.input_bounds import MAX_INT, date_range
 from app.models.tag import TagKind, TagSource
 from app.services import kpis
 
@@ -81,7 +82,9 @@ class TagOut(ma.Schema):
 
 class HoldersArgs(ma.Schema):
     after = ma.fields.Integer(
-        load_default=0, validate=validate.Range(min=0), metadata={"description": "上一页最后的会员号"}
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_INT),
+        metadata={"description": "上一页最后的会员号"},
     )
     limit = ma.fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
@@ -138,10 +141,17 @@ class SegmentationSettingsOut(SegmentationSettingsIn):
 
 
 class KpiArgs(ma.Schema):
-    from_ = ma.fields.Date(required=True, data_key="from", metadata={"description": "起始营业日（含）"})
-    to = ma.fields.Date(required=True, metadata={"description": "结束营业日（含）"})
+    from_ = ma.fields.Date(
+        required=True,
+        data_key="from",
+        validate=date_range(),
+        metadata={"description": "起始营业日（含）"},
+    )
+    to = ma.fields.Date(required=True, validate=date_range(), metadata={"description": "结束营业日（含）"})
     store_id = ma.fields.Integer(
-        load_default=0, validate=validate.Range(min=0), metadata={"description": "门店，0 为全场"}
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_INT),
+        metadata={"description": "门店，0 为全场"},
     )
 
     @ma.validates_schema

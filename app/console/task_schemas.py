@@ -8,6 +8,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from app.console.schemas import PageArgs
+from app.input_bounds import MAX_INT, date_range
 from app.models import LifecycleStage
 from app.models.task import TaskOutcome, TaskStatus, TaskTrigger, TaskType
 from app.services.task_rules import PLACEHOLDERS, TASK_TYPE_NAMES
@@ -33,13 +34,13 @@ class TaskRuleIn(ma.Schema):
     tag_id = ma.fields.Integer(
         strict=True,
         load_default=None,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_INT),
         metadata={"description": "tag 触发必填"},
     )
     segment_id = ma.fields.Integer(
         strict=True,
         load_default=None,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_INT),
         metadata={"description": "segment 触发必填"},
     )
     from_stage = ma.fields.Enum(
@@ -80,8 +81,14 @@ class TaskRuleIn(ma.Schema):
         validate=validate.Range(min=0, max=60),
         metadata={"description": "生成后 N 天到期（0 为当天）"},
     )
-    active_from = ma.fields.Date(load_default=None, metadata={"description": "生效开始营业日（含）"})
-    active_until = ma.fields.Date(load_default=None, metadata={"description": "生效结束营业日（含）"})
+    active_from = ma.fields.Date(
+        load_default=None,
+        validate=date_range(),
+        metadata={"description": "生效开始营业日（含）"},
+    )
+    active_until = ma.fields.Date(
+        load_default=None, validate=date_range(), metadata={"description": "生效结束营业日（含）"}
+    )
     active = ma.fields.Boolean(load_default=True)
 
 
@@ -131,9 +138,11 @@ class TaskSettingsOut(TaskSettingsIn):
 
 
 class TaskListArgs(PageArgs):
-    date = ma.fields.Date(load_default=None, metadata={"description": "生成任务的营业日"})
-    advisor_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
-    store_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1))
+    date = ma.fields.Date(
+        load_default=None, validate=date_range(), metadata={"description": "生成任务的营业日"}
+    )
+    advisor_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
+    store_id = ma.fields.Integer(load_default=None, validate=validate.Range(min=1, max=MAX_INT))
     status = ma.fields.String(
         load_default=None,
         validate=validate.OneOf([*(status.value for status in TaskStatus), "overdue"]),

@@ -1,8 +1,10 @@
 """Callbacks from WeCom: signature check, AES decryption (wechatpy's WeCom crypto) and parsing.
 
 wechatpy's `parse_message` knows neither `change_external_contact` nor `template_card_event`
-(both come back as unknown events), so the decrypted XML is read here into plain fields, with
-XML entities refused outright: a callback never needs them, and they are how XML bombs work.
+(both come back as unknown events), so the decrypted XML is read here into plain fields, with any
+DOCTYPE (and so any entity declaration) refused before the parser reads it: a callback never has
+one, and that is how XML bombs (billion laughs) and external entities (XXE) work. xmltodict (pinned)
+also refuses entity declarations itself (`disable_entities`, its default).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import struct
 import time
 from dataclasses import dataclass
 from typing import Any
+from xml.parsers import expat
 from xml.parsers.expat import ExpatError
 
 import xmltodict
@@ -104,11 +107,30 @@ class CallbackCrypto:
             raise CallbackRejected("回调已过期")
 
 
+class _DoctypeRefused(ValueError):
+    pass
+
+
+def _refuse_doctype(*_args: Any) -> None:
+    raise _DoctypeRefused("a DOCTYPE is refused")
+
+
+class _ExpatWithoutDoctypes:
+    """The `expat` module as xmltodict uses it, whose parsers stop at a DOCTYPE, before its first entity."""
+
+    @staticmethod
+    def ParserCreate(*args: Any, **kwargs: Any) -> Any:
+        parser = expat.ParserCreate(*args, **kwargs)
+        parser.StartDoctypeDeclHandler = _refuse_doctype
+        return parser
+
+
 def parse_xml(document: bytes | str) -> dict[str, Any]:
-    """The children of `<xml>`: text by element name, nested elements as dicts (lists if repeated)."""
+    """The children of `<xml>`: text by element name, nested elements as dicts (lists if repeated).
+    A document with a DOCTYPE is refused unread, whatever it declares."""
     try:
-        parsed: Any = xmltodict.parse(document, disable_entities=True)
-    except (ExpatError, ValueError) as error:  # ValueError: xmltodict refused an entity
+        parsed: Any = xmltodict.parse(document, expat=_ExpatWithoutDoctypes, disable_entities=True)
+    except (ExpatError, ValueError) as error:  # ValueError: a DOCTYPE, or an entity xmltodict refused
         raise CallbackRejected("回调内容格式错误") from error
     root = parsed.get("xml") if isinstance(parsed, dict) else None
     if not isinstance(root, dict):

@@ -7,6 +7,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
+from app.input_bounds import instant_range
+
 _AMOUNT = validate.Range(min=1, max=100_000_000)
 
 
@@ -33,7 +35,9 @@ class PosPurchaseIn(ma.Schema):
         },
     )
     paid_at = ma.fields.AwareDateTime(
-        load_default=None, metadata={"description": "支付时间（带时区），默认为现在"}
+        load_default=None,
+        validate=instant_range(),
+        metadata={"description": "支付时间（带时区），默认为现在"},
     )
 
     @ma.validates_schema

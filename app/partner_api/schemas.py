@@ -7,6 +7,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import validate
 
+from app.input_bounds import MAX_INT, instant_range
+
 
 class ActivityCreditIn(ma.Schema):
     event_id = ma.fields.String(
@@ -16,7 +18,7 @@ class ActivityCreditIn(ma.Schema):
     )
     member_id = ma.fields.Integer(
         load_default=None,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_INT),
         metadata={"description": "会员编号（与 phone 二选一）"},
     )
     phone = ma.fields.String(
@@ -32,7 +34,9 @@ class ActivityCreditIn(ma.Schema):
         validate=validate.Range(min=1, max=100_000),
         metadata={"description": "活动量，按合作方约定的单位（如千卡）"},
     )
-    occurred_at = ma.fields.AwareDateTime(required=True, metadata={"description": "活动发生时间（带时区）"})
+    occurred_at = ma.fields.AwareDateTime(
+        required=True, validate=instant_range(), metadata={"description": "活动发生时间（带时区）"}
+    )
 
     @ma.validates_schema
     def _one_way_to_name_the_member(self, data: dict[str, Any], **kwargs: Any) -> None:

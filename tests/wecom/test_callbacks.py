@@ -29,6 +29,7 @@ from app.models import (
     WeComEvent,
 )
 from app.sandbox import SandboxProcess
+from app.sandbox.wecom_events import CallbackSigning, sign_callback
 from tests import factories
 from tests.flows import registered_shopper
 
@@ -187,6 +188,61 @@ def test_xml_entities_are_refused(client: FlaskClient, session: Session) -> None
 
     assert response.status_code == 403
     assert count(session, WeComEvent) == 0
+
+
+# Ten to the ninth "lol"s once expanded, from a few hundred bytes.
+_LAUGHS = "".join(f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10))
+BILLION_LAUGHS = (
+    f'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY lol0 "lol">{_LAUGHS}]>'
+    "<xml><MsgType>event</MsgType><Event>&lol9;</Event></xml>"
+)
+EXTERNAL_ENTITY = (
+    '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+    "<xml><MsgType>event</MsgType><Event>change_external_contact</Event><UserID>&xxe;</UserID></xml>"
+)
+# No entity at all, only a DTD to fetch: refused all the same, a callback never has a DOCTYPE.
+EXTERNAL_DTD = (
+    '<?xml version="1.0"?><!DOCTYPE xml SYSTEM "http://169.254.169.254/latest/meta-data/x.dtd">'
+    "<xml><MsgType>event</MsgType><Event>change_external_contact</Event></xml>"
+)
+
+
+def signed_by_the_sandbox(config: Config, plaintext: str) -> dict[str, str]:
+    """`plaintext` encrypted and signed as WeCom (the sandbox) sends a callback."""
+    signing = CallbackSigning(config.WECOM_CALLBACK_TOKEN, config.WECOM_CALLBACK_AES_KEY)
+    callback = sign_callback(
+        signing, config.WECOM_CORP_ID, config.WECOM_AGENT_ID, f"http://app.invalid{CALLBACK}", plaintext
+    )
+    return callback.to_json()
+
+
+@pytest.mark.parametrize(
+    "plaintext",
+    [BILLION_LAUGHS, EXTERNAL_ENTITY, EXTERNAL_DTD],
+    ids=["billion-laughs", "xxe", "external-dtd"],
+)
+def test_a_decrypted_event_with_a_doctype_is_refused_unexpanded(
+    client: FlaskClient, config: Config, session: Session, plaintext: str
+) -> None:
+    started = time.monotonic()
+
+    response = post_callback(client, signed_by_the_sandbox(config, plaintext))
+
+    assert response.status_code == 403
+    assert response.get_json() == {"code": "WECOM_CALLBACK_REJECTED", "message": "回调内容格式错误"}
+    assert count(session, WeComEvent) == 0
+    assert time.monotonic() - started < 2  # nothing was expanded
+
+
+def test_a_well_formed_event_signed_the_same_way_is_recorded(
+    client: FlaskClient, config: Config, session: Session
+) -> None:
+    plaintext = "<xml><MsgType>event</MsgType><Event>unknown_event</Event><CreateTime>1</CreateTime></xml>"
+
+    response = post_callback(client, signed_by_the_sandbox(config, plaintext))
+
+    assert response.status_code == 200 and response.get_data(as_text=True) == "success"
+    assert count(session, WeComEvent) == 1
 
 
 def test_a_replayed_callback_is_answered_but_acted_on_once(
