@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 _WARN_EVERY_SECONDS = 60.0
 
 
-class RedisWithMemoryFallback(SessionStorage):  # type: ignore[misc]
+class RedisWithMemoryFallback(SessionStorage):
     def __init__(self, redis_storage: RedisStorage) -> None:
         self._redis = redis_storage
         self._memory = MemoryStorage()
