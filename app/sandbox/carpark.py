@@ -146,7 +146,14 @@ def signed(handler: Callable[[JsonObject], JsonObject]) -> Callable[[], Any]:
         fault = carpark.faults.take(request.path)
         if fault is None:
             return handler(_verified_body(carpark, raw))
-        answer = handler(_verified_body(carpark, raw)) if fault.process else None
+        answer = None
+        if fault.process:
+            try:
+                answer = handler(_verified_body(carpark, raw))
+            except CarParkError:
+                # A refusal is an answer too: a lost one is lost like any other.
+                if fault.kind != "lost_answer":
+                    raise
         if fault.delay_seconds:
             time.sleep(fault.delay_seconds)
         if fault.kind == "error":

@@ -156,3 +156,11 @@ def test_bad_fault_requests_are_refused(sandbox: SandboxProcess) -> None:
     for body in ({"path": "*", "kind": "explode"}, {"path": "*", "times": 0}, {"path": ""}):
         response = requests.post(f"{sandbox.wechat_url}/sandbox/faults", json=body, timeout=5)
         assert response.status_code == 400, body
+
+
+def test_a_car_park_refusal_is_lost_like_any_answer(sandbox: SandboxProcess) -> None:
+    sandbox.inject_fault("carpark", "/api/v1/parking/payment-status", kind="lost_answer")
+
+    lost = signed_post(sandbox, "/api/v1/parking/payment-status", {"orderNo": "MP-unknown"})
+
+    assert lost.status_code == 504
