@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import re
 import sys
@@ -639,6 +640,8 @@ def run_soak(
     seed_value: int = 11,
     log: Any = print,
 ) -> SoakReport:
+    # One line per request would drown the report (and cost the load its CPU).
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     database_url = fresh_database(database_url)
     command.upgrade(alembic_config(database_url), "head")
     log(f"soak: database {make_url(database_url).render_as_string(hide_password=True)}")
