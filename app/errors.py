@@ -83,6 +83,18 @@ class UpstreamUnavailable(DomainError):
     code, status, message = "UPSTREAM_UNAVAILABLE", 503, "外部服务暂时不可用，请稍后再试"
 
 
+class DependencyUnavailable(DomainError):
+    """An outside system the request needs (WeChat, WeCom, the car park) failed or cannot be reached.
+
+    Each names itself in `details["dependency"]`, so clients can tell them apart by the one code."""
+
+    code, status, message = "DEPENDENCY_UNAVAILABLE", 503, "外部服务暂时不可用，请稍后再试"
+    dependency: ClassVar[str] = "unknown"
+
+    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details={"dependency": self.dependency, **(details or {})})
+
+
 # Framework errors, by HTTP status, in the same shape as domain errors.
 _HTTP_ERRORS: dict[int, tuple[str, str]] = {
     400: ("BAD_REQUEST", "请求格式错误"),

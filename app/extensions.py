@@ -17,6 +17,7 @@ from wechatpy.session.redisstorage import RedisStorage
 from app import db
 from app.config import Config
 from app.integrations.carpark import CarParkClient
+from app.integrations.token_storage import RedisWithMemoryFallback
 from app.integrations.wechat_client import MiniProgramClient
 from app.integrations.wecom_client import WeComClient
 from app.mall_time import MallTime
@@ -56,7 +57,9 @@ def init_extensions(app: Flask, config: Config) -> None:
     )
     redis_client = redis.Redis.from_url(config.REDIS_URL) if config.REDIS_URL else None
     token_storage: SessionStorage = (
-        RedisStorage(redis_client, prefix="mallmember:wechatpy") if redis_client else MemoryStorage()
+        RedisWithMemoryFallback(RedisStorage(redis_client, prefix="mallmember:wechatpy"))
+        if redis_client
+        else MemoryStorage()
     )
     limits_storage = limit_storage(config.REDIS_URL)
     app.extensions["mallmember"] = Extensions(

@@ -26,7 +26,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from app.errors import DomainError
+from app.errors import DependencyUnavailable, DomainError
 from app.metrics import dependency_error
 from app.request_ids import propagate_request_id
 
@@ -37,8 +37,9 @@ FEE_MISMATCH = 2002
 ORDER_NOT_FOUND = 2004
 
 
-class CarParkUnavailable(DomainError):
-    code, status, message = "PARKING_SYSTEM_UNAVAILABLE", 503, "停车场系统暂时无法连接，请稍后再试"
+class CarParkUnavailable(DependencyUnavailable):
+    message = "停车场系统暂时无法连接，请稍后再试"
+    dependency = "carpark"
 
 
 class CarNotInLot(DomainError):

@@ -23,7 +23,7 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
 
-from app.errors import DomainError
+from app.errors import DependencyUnavailable, DomainError
 from app.metrics import dependency_error, token_refreshed
 from app.request_ids import propagate_request_id
 
@@ -43,8 +43,14 @@ class WeChatRateLimited(DomainError):
     code, status, message = "WECHAT_RATE_LIMITED", 503, "微信服务繁忙，请稍后再试"
 
 
-class WeChatUnavailable(DomainError):
-    code, status, message = "WECHAT_UNAVAILABLE", 503, "微信服务暂时不可用，请稍后再试"
+class WeChatUnavailable(DependencyUnavailable):
+    message = "微信服务暂时不可用，请稍后再试"
+    dependency = "wechat"
+
+
+class WeComUnavailable(WeChatUnavailable):
+    message = "企业微信服务暂时不可用，请稍后再试"
+    dependency = "wecom"
 
 
 class WeChatCodeRejected(Exception):
@@ -61,9 +67,17 @@ class WeChatSession:
     unionid: str | None
 
 
-def call_with_token_retry(client: Any, call: Callable[[], T], retries: int, service: str) -> T:
+def call_with_token_retry(
+    client: Any,
+    call: Callable[[], T],
+    retries: int,
+    service: str,
+    unavailable: type[WeChatUnavailable] = WeChatUnavailable,
+) -> T:
     """Run one wechatpy call, translating its failures into our errors.
 
+    A stale token (40001, 40014, 42001) is refreshed and the call retried, at most `retries` times: a
+    token WeChat keeps refusing is `unavailable`, never a loop. A token endpoint that fails is too.
     Shared by the mini-program and WeCom clients: both speak errcode/errmsg.
     """
     for attempt in range(retries + 1):
@@ -76,18 +90,18 @@ def call_with_token_retry(client: Any, call: Callable[[], T], retries: int, serv
             dependency_error(service.lower(), errcode if errcode is not None else f"http_{status}")
             if errcode in TOKEN_ERRCODES and attempt < retries:
                 log.info("%s access token rejected (errcode %s), refreshing", service, errcode)
-                client.fetch_access_token()
+                _refresh_token(client, service, unavailable)
                 continue
             if errcode in CODE_ERRCODES:
                 raise WeChatCodeRejected(errcode) from exc
             if errcode in RATE_LIMIT_ERRCODES:
                 raise WeChatRateLimited() from exc
             log.warning("%s API error errcode=%s errmsg=%s", service, errcode, exc.errmsg)
-            raise WeChatUnavailable(details={"errcode": errcode}) from exc
+            raise unavailable(details={"errcode": errcode}) from exc
         except requests.RequestException as exc:
             dependency_error(service.lower(), network_error_code(exc))
             log.warning("%s unreachable: %s", service, type(exc).__name__)
-            raise WeChatUnavailable() from exc
+            raise unavailable() from exc
     raise AssertionError("unreachable")
 
 
@@ -98,11 +112,36 @@ def network_error_code(exc: requests.RequestException) -> str:
     return "timeout" if isinstance(exc, requests.Timeout) else "connection"
 
 
+def _refresh_token(client: Any, service: str, unavailable: type[WeChatUnavailable]) -> None:
+    try:
+        client.fetch_access_token()
+    except WeChatClientException as exc:
+        errcode = _errcode(exc)
+        log.warning("%s token endpoint refused: errcode=%s", service, errcode)
+        if errcode in RATE_LIMIT_ERRCODES:
+            raise WeChatRateLimited() from exc
+        raise unavailable(details={"errcode": errcode}) from exc
+    except requests.RequestException as exc:
+        log.warning("%s token endpoint unreachable: %s", service, type(exc).__name__)
+        raise unavailable() from exc
+
+
 def _errcode(exc: WeChatClientException) -> int | None:
     try:
         return int(exc.errcode)
     except (TypeError, ValueError):
         return None
+
+
+def _json_result(client: WeChatClient, response: requests.Response) -> dict[str, Any]:
+    """The JSON answer of a call made without wechatpy's `_request`, failing as wechatpy's own calls
+    do: an HTTP error (a gateway's HTML page) or an answer that is not a JSON object is a failed call."""
+    if not response.ok:
+        raise WeChatClientException(None, None, client=client, request=response.request, response=response)
+    result = client._handle_result(response)
+    if not isinstance(result, dict):
+        raise WeChatClientException(None, "not a JSON answer", client=client, response=response)
+    return result
 
 
 class _ConfiguredHostClient(WeChatClient):
@@ -119,7 +158,9 @@ class _ConfiguredHostClient(WeChatClient):
             json={"grant_type": "client_credential", "appid": self.appid, "secret": self.secret},
             timeout=self.timeout,
         )
-        result: dict[str, Any] = self._handle_result(response)
+        result = _json_result(self, response)
+        if not result.get("access_token"):
+            raise WeChatClientException(None, "no access_token", client=self, response=response)
         expires_in = int(result.get("expires_in", 7200))
         self.session.set(self.access_token_key, result["access_token"], expires_in)
         self.expires_at = int(time.time()) + expires_in
@@ -162,9 +203,7 @@ class MiniProgramClient:
                 },
                 timeout=client.timeout,
             )
-            # An HTTP error page is no JSON answer; wechatpy would hand back the response itself.
-            response.raise_for_status()
-            return client._handle_result(response)
+            return _json_result(client, response)
 
         result = self._call(call)
         return WeChatSession(openid=result["openid"], unionid=result.get("unionid"))

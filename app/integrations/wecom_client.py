@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from wechatpy.enterprise import WeChatClient as WeComApiClient
 from wechatpy.session import SessionStorage
 
-from app.integrations.wechat_client import WeChatUnavailable, call_with_token_retry
+from app.integrations.wechat_client import WeChatUnavailable, WeComUnavailable, call_with_token_retry
 from app.metrics import token_refreshed
 from app.request_ids import propagate_request_id
 
@@ -19,6 +19,9 @@ T = TypeVar("T")
 
 # externalcontact/get: "not an external contact (any more)" and "no such external userid".
 _NO_SUCH_CONTACT_ERRCODES = frozenset({84061, 40096})
+# message/send's duplicate check window: WeCom's longest, 4 hours, longer than the outbox retries a
+# message (app.services.push).
+DUPLICATE_CHECK_SECONDS = 4 * 3600
 # add_contact_way: type 1 = one advisor, scene 2 = a QR code.
 _SINGLE_USER, _QR_CODE = 1, 2
 
@@ -84,7 +87,7 @@ class WeComClient:
         self._retries = token_retries
 
     def _call(self, call: Callable[[], T]) -> T:
-        return call_with_token_retry(self._client, call, self._retries, "WeCom")
+        return call_with_token_retry(self._client, call, self._retries, "WeCom", WeComUnavailable)
 
     def userid_from_oauth_code(self, code: str) -> str | None:
         """The WeCom userid behind an OAuth code; None for people outside the corp."""
@@ -123,8 +126,16 @@ class WeComClient:
 
     def send_message(self, userids: list[str], message: dict[str, Any]) -> dict[str, Any]:
         """`message/send` of one message (`msgtype` and its object) to `userids`; WeCom's answer, whose
-        `invaliduser` names the recipients it did not know (errcode 0: the others got it)."""
-        return self._call(lambda: self._client.message.send(self.agent_id, userids, msg=message))
+        `invaliduser` names the recipients it did not know (errcode 0: the others got it).
+
+        With WeCom's duplicate check: the same message sent again within DUPLICATE_CHECK_SECONDS (after
+        a timeout or a lost answer, say) is answered as sent and not delivered twice."""
+        checked = {
+            **message,
+            "enable_duplicate_check": 1,
+            "duplicate_check_interval": DUPLICATE_CHECK_SECONDS,
+        }
+        return self._call(lambda: self._client.message.send(self.agent_id, userids, msg=checked))
 
     def jsapi_signatures(self, url: str) -> tuple[JsApiSignature, JsApiSignature]:
         """Signatures of `url` (without its #fragment) for `wx.config` and `wx.agentConfig`; both
@@ -155,7 +166,7 @@ class WeComClient:
         for tag in (added.get("tag_group") or {}).get("tag") or []:
             if tag.get("name") == tag_name:
                 return str(tag["id"])
-        raise WeChatUnavailable("WeCom did not return the added customer tag", details=added)
+        raise WeComUnavailable(details={"answer": added})
 
     def mark_tag(self, userid: str, external_userid: str, *, add: list[str], remove: list[str]) -> None:
         """Put customer tags on (or take them off) an advisor's external contact."""

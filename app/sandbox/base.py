@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from .control import CONTROL_PREFIX, control
+from .faults import Fault
 from .state import SandboxState
 from .wire import (
     EXTENSION_KEY,
@@ -28,6 +29,7 @@ def create_base_app(import_name: str, state: SandboxState, dialect: Dialect) -> 
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     app.before_request(_log_request_and_fire_faults)
+    app.after_request(_lose_answer)
     app.register_error_handler(WireError, _render_wire_error)
     app.register_error_handler(NotFound, _render_not_found)
     app.register_error_handler(MethodNotAllowed, _render_method_not_allowed)
@@ -53,11 +55,31 @@ def _log_request_and_fire_faults() -> Response | None:
     fault = state.take_fault(request.path)
     if fault is None:
         return None
+    if fault.process:
+        # Carried out; the answer is lost (or late) on the way back: see _lose_answer.
+        g.sandbox_fault = fault
+        return None
     if fault.delay_seconds:
         time.sleep(fault.delay_seconds)
-    if fault.http_status is not None:
-        return Response(f"<html><body>{fault.http_status} {fault.errmsg}</body></html>", fault.http_status)
-    raise WireError(fault.errcode, fault.errmsg)
+    if fault.kind == "error":
+        raise WireError(fault.errcode, fault.errmsg)
+    return gateway_error(fault.http_status, fault.errmsg)
+
+
+def _lose_answer(response: Response) -> Response:
+    fault: Fault | None = g.pop("sandbox_fault", None)
+    if fault is None:
+        return response
+    if fault.delay_seconds:
+        time.sleep(fault.delay_seconds)
+    if fault.kind == "timeout":
+        return response  # too late for a client with a shorter timeout
+    return gateway_error(fault.http_status, "Gateway Time-out")
+
+
+def gateway_error(status: int, text: str) -> Response:
+    """What the gateway in front of the real servers answers when they fail: an HTML page."""
+    return Response(f"<html><body>{status} {text}</body></html>", status, mimetype="text/html")
 
 
 def _render_wire_error(error: WireError) -> Response:

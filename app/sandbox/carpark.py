@@ -5,7 +5,8 @@ Requests are JSON bodies signed with HMAC-SHA256 over `body + timestamp` (header
 `{"code": 0 | <n>, "msg": ..., "data": ...}` with HTTP 200, like the real systems. Cars sit in
 the lot with an entry time; the fee follows a tariff (first 30 minutes free, ¥5 per started hour,
 ¥50 per day by default). `/sandbox/...` (unsigned) adds cars, changes the tariff, injects
-failures (timeout, HTTP 5xx, business error) and shows the discounts accepted.
+failures (timeout, HTTP 5xx, business error, lost answer; see app.sandbox.faults) and shows the
+discounts accepted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import json
 import math
 import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -24,6 +24,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from .faults import KINDS, FaultBook, parse_fault
 
 JsonObject = dict[str, Any]
 
@@ -65,20 +67,6 @@ class Tariff:
 
 
 @dataclass
-class CarParkFault:
-    """Instead of a normal answer: a business error, an HTTP error or a reply that comes too late."""
-
-    kind: str  # "business" | "http_error" | "timeout"
-    remaining: int
-    code: int = 3001
-    msg: str = "车场系统繁忙"
-    http_status: int = 500
-    delay_seconds: float = DEFAULT_TIMEOUT_DELAY_SECONDS
-    # Whether the request is carried out before the failure (a lost reply, not a lost request).
-    process: bool = False
-
-
-@dataclass
 class Discount:
     order_no: str
     plate_no: str
@@ -97,7 +85,7 @@ class CarParkState:
     tariff: Tariff = field(default_factory=Tariff)
     cars: dict[str, float] = field(default_factory=dict)  # plate -> entry (epoch seconds)
     discounts: dict[str, Discount] = field(default_factory=dict)
-    faults: defaultdict[str, deque[CarParkFault]] = field(default_factory=lambda: defaultdict(deque))
+    faults: FaultBook = field(default_factory=FaultBook)
     request_log: list[JsonObject] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -106,19 +94,8 @@ class CarParkState:
             self.tariff = Tariff()
             self.cars.clear()
             self.discounts.clear()
-            self.faults.clear()
             self.request_log.clear()
-
-    def take_fault(self, path: str) -> CarParkFault | None:
-        with self.lock:
-            queue = self.faults.get(path)
-            if not queue:
-                return None
-            fault = queue[0]
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                queue.popleft()
-            return fault
+        self.faults.reset()
 
 
 api = Blueprint("carpark_api", __name__, url_prefix="/api/v1")
@@ -166,15 +143,25 @@ def signed(handler: Callable[[JsonObject], JsonObject]) -> Callable[[], Any]:
             carpark.request_log.append(
                 {"path": request.path, "headers": dict(request.headers), "body": raw.decode(errors="replace")}
             )
-        fault = carpark.take_fault(request.path)
+        fault = carpark.faults.take(request.path)
         if fault is None:
             return handler(_verified_body(carpark, raw))
-        if fault.kind == "business":
-            raise CarParkError(fault.code, fault.msg)
-        answer = handler(_verified_body(carpark, raw)) if fault.process else None
-        if fault.kind == "timeout":
+        answer = None
+        if fault.process:
+            try:
+                answer = handler(_verified_body(carpark, raw))
+            except CarParkError:
+                # A refusal is an answer too: a lost one is lost like any other.
+                if fault.kind != "lost_answer":
+                    raise
+        if fault.delay_seconds:
             time.sleep(fault.delay_seconds)
+        if fault.kind == "error":
+            raise CarParkError(fault.errcode, fault.errmsg)
+        if fault.kind == "timeout":
             return answer if answer is not None else _ok({})
+        if fault.kind == "lost_answer":
+            return Response("<html><body>504 Gateway Time-out</body></html>", 504, mimetype="text/html")
         return jsonify(code=fault.http_status, msg="Internal Server Error", data=None), fault.http_status
 
     view.__name__ = handler.__name__
@@ -352,30 +339,43 @@ def set_tariff() -> Response | tuple[Response, int]:
 
 @control.post("/faults")
 def add_fault() -> Response | tuple[Response, int]:
-    """{"path", "kind": "business"|"http_error"|"timeout", "code"?, "msg"?, "httpStatus"?,
-    "delaySeconds"?, "process"?, "times"?}"""
+    """{"path" (or "*"), "kind": "business"|"http_error"|"timeout"|"lost_answer", "code"?, "msg"?,
+    "httpStatus"?, "delaySeconds"?, "process"?, "times"? | "untilCleared"?}
+
+    A timeout's request is carried out (its answer comes too late) unless `process` is false; a lost
+    answer's always is, and a 504 page comes back instead of the answer."""
     body = request.get_json(force=True, silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("path"), str):
         return _bad("path must be a string")
     kind = body.get("kind")
-    if kind not in {"business", "http_error", "timeout"}:
-        return _bad("kind must be business, http_error or timeout")
-    times = body.get("times", 1)
-    if not _int(times) or times < 1:
-        return _bad("times must be a positive integer")
-    fault = CarParkFault(kind=kind, remaining=times, process=bool(body.get("process", kind == "timeout")))
-    if _int(body.get("code")):
-        fault.code = body["code"]
-    if isinstance(body.get("msg"), str):
-        fault.msg = body["msg"]
-    if _int(body.get("httpStatus")):
-        fault.http_status = body["httpStatus"]
-    if isinstance(body.get("delaySeconds"), int | float):
-        fault.delay_seconds = float(body["delaySeconds"])
-    carpark = state()
-    with carpark.lock:
-        carpark.faults["/" + body["path"].lstrip("/")].append(fault)
+    if kind not in {"business", *KINDS} - {"error"}:
+        return _bad("kind must be business, http_error, timeout or lost_answer")
+    generic = {
+        "kind": "error" if kind == "business" else kind,
+        "times": body.get("times", 1),
+        "until_cleared": body.get("untilCleared", False),
+        "errcode": body["code"] if _int(body.get("code")) else 3001,
+        "errmsg": body["msg"] if isinstance(body.get("msg"), str) else "车场系统繁忙",
+        "http_status": body["httpStatus"] if _int(body.get("httpStatus")) else 500,
+        "delay_seconds": body.get("delaySeconds", DEFAULT_TIMEOUT_DELAY_SECONDS if kind == "timeout" else 0),
+        "process": bool(body.get("process", True)),
+    }
+    fault = parse_fault(generic, default_errcode=3001, default_errmsg="车场系统繁忙")
+    if isinstance(fault, str):
+        return _bad(fault)
+    state().faults.add(body["path"], fault)
     return jsonify(ok=True)
+
+
+@control.get("/faults")
+def list_faults() -> Response:
+    return jsonify(state().faults.to_json())
+
+
+@control.delete("/faults")
+def clear_faults() -> Response:
+    dropped = state().faults.clear(request.args.get("path") or None)
+    return jsonify(ok=True, cleared=dropped)
 
 
 @control.get("/discounts")

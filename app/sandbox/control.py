@@ -6,12 +6,13 @@ from typing import Any, TypeGuard
 
 from flask import Blueprint, Response, jsonify, request
 
-from .state import Fault
+from .faults import parse_fault
 from .wire import sandbox_state
 
 CONTROL_PREFIX = "/sandbox"
 
 DEFAULT_FAULT_MESSAGES = {
+    40001: "invalid credential, access_token is invalid or not latest",
     45009: "reach max api daily quota limit",
     45011: "api minute-quota reach limit",
 }
@@ -27,34 +28,33 @@ def reset() -> Response:
 
 @control.post("/faults")
 def add_fault() -> Response | tuple[Response, int]:
+    """Queue a fault for `path` (or "*": every API path); see app.sandbox.faults.parse_fault."""
     body: Any = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        return _bad_request("body must be a JSON object")
-    path, errcode = body.get("path"), body.get("errcode")
-    errmsg, times = body.get("errmsg"), body.get("times", 1)
-    http_status, delay = body.get("http_status"), body.get("delay_seconds", 0)
+    path = body.get("path") if isinstance(body, dict) else None
     if not isinstance(path, str) or not path.strip("/"):
         return _bad_request("path must be a non-empty string")
-    if http_status is not None and not (_is_int(http_status) and 400 <= http_status <= 599):
-        return _bad_request("http_status must be an HTTP error status")
-    if not (isinstance(delay, int | float) and not isinstance(delay, bool) and 0 <= delay <= 60):
-        return _bad_request("delay_seconds must be a number of seconds up to 60")
-    if errcode is None and (http_status is not None or delay):
-        # A delay alone: the client times out, and the late answer is a server error.
-        errcode, http_status = -1, http_status or 503
-    if not _is_int(errcode):
-        return _bad_request("errcode must be an integer")
-    if errmsg is not None and not isinstance(errmsg, str):
-        return _bad_request("errmsg must be a string")
-    if not _is_int(times) or times < 1:
-        return _bad_request("times must be a positive integer")
-
-    message = errmsg or DEFAULT_FAULT_MESSAGES.get(errcode, "sandbox injected error")
-    sandbox_state().add_fault(
-        f"/{path.lstrip('/')}",
-        Fault(errcode, message, times, http_status=http_status, delay_seconds=float(delay)),
+    errcode = body.get("errcode")
+    default_message = (
+        DEFAULT_FAULT_MESSAGES.get(errcode, "sandbox injected error") if _is_int(errcode) else ""
     )
+    fault = parse_fault(body, default_errcode=-1, default_errmsg=default_message or "sandbox injected error")
+    if isinstance(fault, str):
+        return _bad_request(fault)
+    sandbox_state().add_fault(path, fault)
     return _ok()
+
+
+@control.get("/faults")
+def list_faults() -> Response:
+    """The faults still queued, by path, and how many fired, by kind."""
+    return jsonify(sandbox_state().faults.to_json())
+
+
+@control.delete("/faults")
+def clear_faults() -> Response:
+    """Clear the faults queued for `?path=` ("*" included), or every fault."""
+    dropped = sandbox_state().faults.clear(request.args.get("path") or None)
+    return jsonify({"ok": True, "cleared": dropped})
 
 
 @control.post("/expire-tokens")

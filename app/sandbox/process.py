@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Self
+from urllib.parse import urlencode
 
 import requests
 
@@ -69,24 +70,46 @@ class SandboxProcess:
         self,
         server: Server,
         path: str,
-        errcode: int,
+        errcode: int = -1,
         errmsg: str | None = None,
-        times: int = 1,
+        times: int | None = 1,
         *,
+        kind: str | None = None,
         http_status: int | None = None,
         delay_seconds: float = 0,
     ) -> None:
-        """Make the next `times` requests to `path` fail with `errcode`, before any other check; with
-        `http_status`, with that HTTP error instead; after `delay_seconds` (longer than the client's
-        timeout: a timeout, and the request is not carried out)."""
-        fault: dict[str, Any] = {"path": path, "errcode": errcode, "times": times}
+        """Make the next `times` requests to `path` ("*": any API path; `times=None`: every one until
+        `clear_faults`) fail with `errcode`, before any other check; with `http_status`, with that HTTP
+        error instead; after `delay_seconds` (longer than the client's timeout: a timeout, and the
+        request is not carried out). `kind="lost_answer"`: carried out, then a 504 instead of the answer.
+        On the car park, `errcode` is its business code (kind "error")."""
+        fault: dict[str, Any] = {"path": path, "errcode": errcode}
+        if times is None:
+            fault["until_cleared"] = True
+        else:
+            fault["times"] = times
+        if kind is not None:
+            fault["kind"] = kind
         if errmsg is not None:
             fault["errmsg"] = errmsg
         if http_status is not None:
             fault["http_status"] = http_status
         if delay_seconds:
             fault["delay_seconds"] = delay_seconds
-        self._control(server, "POST", "faults", fault)
+        if server == "carpark":
+            self._control(server, "POST", "faults", _carpark_fault(fault))
+        else:
+            self._control(server, "POST", "faults", fault)
+
+    def clear_faults(self, server: Server, path: str | None = None) -> int:
+        """Drop the faults queued on `server` for `path` ("*" included), or all; how many were queued."""
+        suffix = f"faults?{urlencode({'path': path})}" if path else "faults"
+        cleared: int = self._control(server, "DELETE", suffix)["cleared"]
+        return cleared
+
+    def faults(self, server: Server) -> dict[str, Any]:
+        """`{"faults": {path: [fault, ...]}, "fired": {kind: count}}` of `server`."""
+        return self._control(server, "GET", "faults")
 
     def expire_tokens(self, server: Server) -> None:
         """Expire every access token `server` has issued so far."""
@@ -107,6 +130,11 @@ class SandboxProcess:
     def add_wecom_users(self, users: Mapping[str, str]) -> None:
         """Add corp users (userid -> name). Once any exists, other userids are unknown to WeCom."""
         self._control("wecom", "POST", "users", {"users": dict(users)})
+
+    def wecom_duplicates(self) -> list[dict[str, Any]]:
+        """Repeats of a message/send that its duplicate check answered without delivering again."""
+        duplicates: list[dict[str, Any]] = self._control("wecom", "GET", "duplicates")["duplicates"]
+        return duplicates
 
     def wecom_contact_ways(self) -> list[dict[str, Any]]:
         """Contact ways (联系我) created through `externalcontact/add_contact_way`."""
@@ -157,8 +185,9 @@ class SandboxProcess:
         self._control("carpark", "POST", "tariff", tariff)
 
     def carpark_fault(self, path: str, kind: str, times: int = 1, **options: Any) -> None:
-        """Make the next `times` requests to `path` fail: kind "business" (code, msg), "http_error"
-        (httpStatus) or "timeout" (delaySeconds; the request is still carried out unless process=False)."""
+        """Make the next `times` requests to `path` ("*": any) fail: kind "business" (code, msg),
+        "http_error" (httpStatus), "timeout" (delaySeconds; the request is still carried out unless
+        process=False) or "lost_answer" (carried out, a 504 comes back); untilCleared=True: every one."""
         self._control("carpark", "POST", "faults", {"path": path, "kind": kind, "times": times, **options})
 
     def carpark_discounts(self) -> list[dict[str, Any]]:
@@ -239,6 +268,28 @@ def start_sandbox_process(
         stderr.close()
         raise
     return SandboxProcess(process, urls, SandboxCredentials.from_env(child_env), stderr)
+
+
+def _carpark_fault(fault: dict[str, Any]) -> dict[str, Any]:
+    """`inject_fault`'s fields as the car park's control API names them."""
+    kind = fault.get("kind") or (
+        "http_error" if "http_status" in fault and "delay_seconds" not in fault
+        else "timeout" if "delay_seconds" in fault and fault["errcode"] == -1
+        else "business"
+    )  # fmt: skip
+    translated = {
+        "path": fault["path"],
+        "kind": "business" if kind == "error" else kind,
+        "code": fault["errcode"],
+        "untilCleared": fault.get("until_cleared", False),
+        "times": fault.get("times", 1),
+    }
+    for ours, theirs in (("errmsg", "msg"), ("http_status", "httpStatus"), ("delay_seconds", "delaySeconds")):
+        if ours in fault:
+            translated[theirs] = fault[ours]
+    if "delay_seconds" not in fault and kind != "timeout":
+        translated["delaySeconds"] = 0
+    return translated
 
 
 def _read_urls(process: subprocess.Popen[str], timeout: float) -> dict[Server, str]:

@@ -10,10 +10,11 @@ import math
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from .faults import Fault, FaultBook
 
 JsonObject = dict[str, Any]
 
@@ -36,32 +37,19 @@ class AccessToken:
         return max(0, math.ceil(self.expires_at - time.time()))
 
 
-@dataclass
-class Fault:
-    """A canned error the next `remaining` requests to a path receive instead of a real answer: an
-    errcode, or (with `http_status`) a bare HTTP error page, after `delay_seconds` (a client with a
-    shorter timeout sees a timeout; the request is never carried out)."""
-
-    errcode: int
-    errmsg: str
-    remaining: int
-    http_status: int | None = None
-    delay_seconds: float = 0.0
-
-
 class SandboxState:
     def __init__(self, *, token_ttl: int = TOKEN_TTL_SECONDS) -> None:
         self._token_ttl = token_ttl
         self._lock = threading.Lock()
         self._tokens: dict[str, AccessToken] = {}
-        self._faults: defaultdict[str, deque[Fault]] = defaultdict(deque)
+        self.faults = FaultBook()
         self._outbox: list[JsonObject] = []
         self._request_log: list[JsonObject] = []
 
     def reset(self) -> None:
+        self.faults.reset()
         with self._lock:
             self._tokens.clear()
-            self._faults.clear()
             self._outbox.clear()
             self._request_log.clear()
 
@@ -98,20 +86,11 @@ class SandboxState:
     # Injected faults
 
     def add_fault(self, path: str, fault: Fault) -> None:
-        with self._lock:
-            self._faults[path].append(fault)
+        self.faults.add(path, fault)
 
     def take_fault(self, path: str) -> Fault | None:
-        """Consume one use of the oldest fault queued for `path`, if there is one."""
-        with self._lock:
-            queue = self._faults.get(path)
-            if not queue:
-                return None
-            fault = queue[0]
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                queue.popleft()
-            return dataclasses.replace(fault)
+        """Consume one use of the fault a request to `path` meets, if there is one."""
+        return self.faults.take(path)
 
     # Outbox and request log
 
@@ -176,14 +155,39 @@ class WeComState(SandboxState):
         self._contact_ways: dict[str, JsonObject] = {}
         self._external_contacts: dict[str, ExternalContact] = {}
         self._tag_groups: dict[str, CorpTagGroup] = {}
+        # message/send with enable_duplicate_check: request body -> (msgid, sent at), and the repeats
+        # answered from it without delivering again.
+        self._recent_messages: dict[str, tuple[str, float]] = {}
+        self._duplicates: list[JsonObject] = []
 
     def reset(self) -> None:
         super().reset()
         with self._lock:
+            self._recent_messages.clear()
+            self._duplicates.clear()
             self._users.clear()
             self._contact_ways.clear()
             self._external_contacts.clear()
             self._tag_groups.clear()
+
+    # Duplicate checks of message/send
+
+    def seen_message(self, content: str, interval: float) -> str | None:
+        """The msgid of the same message sent within `interval` seconds, noting the repeat; else None."""
+        with self._lock:
+            seen = self._recent_messages.get(content)
+            if seen is None or seen[1] < time.time() - interval:
+                return None
+            self._duplicates.append({"msgid": seen[0], "at": time.time()})
+            return seen[0]
+
+    def remember_message(self, content: str, msgid: str) -> None:
+        with self._lock:
+            self._recent_messages[content] = (msgid, time.time())
+
+    def duplicates(self) -> list[JsonObject]:
+        with self._lock:
+            return list(self._duplicates)
 
     # The directory
 

@@ -5,6 +5,7 @@ OAuth codes are `sandbox:<userid>`; any other code is rejected with 40029.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any, cast
@@ -42,6 +43,8 @@ OAUTH_CODE_PREFIX = "sandbox:"
 USER_TICKET_TTL_SECONDS = 1800
 JSAPI_TICKET_TTL_SECONDS = 7200
 CONTACT_WAY_STATE_MAX_LENGTH = 30
+# message/send's duplicate check: the default and longest interval, in seconds.
+DUPLICATE_CHECK_INTERVAL_DEFAULT, DUPLICATE_CHECK_INTERVAL_MAX = 1800, 4 * 3600
 CORP_TAG_NAME_MAX_LENGTH = 30
 # What `externalcontact/get` reports as the contact type: 1 = a WeChat user.
 WECHAT_USER = 1
@@ -134,8 +137,25 @@ def send_message() -> JsonObject:
         and not (text_field(body, "toparty") or text_field(body, "totag"))
     ):
         raise WireError(81013, "user & party & tag all invalid")
+    # With enable_duplicate_check, the same request body within the interval is answered as sent
+    # and not delivered again.
+    duplicate_check = _duplicate_check(body)
+    if duplicate_check is not None:
+        content, interval = duplicate_check
+        seen = wecom_state().seen_message(content, interval)
+        if seen is not None:
+            return {
+                "errcode": 0,
+                "errmsg": "ok",
+                "invaliduser": "",
+                "invalidparty": "",
+                "invalidtag": "",
+                "msgid": seen,
+            }
     # Real WeCom msgids are opaque strings.
     msgid = secrets.token_urlsafe(48)
+    if duplicate_check is not None:
+        wecom_state().remember_message(duplicate_check[0], msgid)
     recorded = {**body, "msgid": msgid}
     if invalid:
         recorded["touser"] = "|".join(userid for userid in recipients if userid not in invalid)
@@ -148,6 +168,19 @@ def send_message() -> JsonObject:
         "invalidtag": "",
         "msgid": msgid,
     }
+
+
+def _duplicate_check(body: JsonObject) -> tuple[str, float] | None:
+    """(the message's content, the interval) when the request asks for a duplicate check."""
+    if body.get("enable_duplicate_check") != 1:
+        return None
+    interval = body.get("duplicate_check_interval", DUPLICATE_CHECK_INTERVAL_DEFAULT)
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval <= 0:
+        interval = DUPLICATE_CHECK_INTERVAL_DEFAULT
+    content = {key: value for key, value in body.items() if key != "duplicate_check_interval"}
+    return json.dumps(content, sort_keys=True, ensure_ascii=False), min(
+        interval, DUPLICATE_CHECK_INTERVAL_MAX
+    )
 
 
 @api.post("/cgi-bin/externalcontact/add_contact_way")
@@ -333,6 +366,12 @@ def add_users() -> Response | tuple[Response, int]:
 @wecom_control.get("/users")
 def list_users() -> Response:
     return jsonify({"users": wecom_state().users()})
+
+
+@wecom_control.get("/duplicates")
+def list_duplicates() -> Response:
+    """Repeats of a message that message/send's duplicate check answered without delivering."""
+    return jsonify({"duplicates": wecom_state().duplicates()})
 
 
 @wecom_control.get("/contact-ways")

@@ -4,8 +4,9 @@ Enqueueing writes one outbox row per message under a unique dedupe key, so a dig
 advisor per day however often the job runs and however many schedulers run it. Senders claim due rows
 with a conditional UPDATE (two senders never hold the same row), send them outside any transaction, and
 record each outcome only if they still hold the claim. A sender that dies holding rows gives them back
-when its lease runs out; the one message it may have sent before dying is then sent again (WeCom offers
-no idempotency key), which is the only way a recipient can get a message twice.
+when its lease runs out. A message sent again (after a timeout, a lost answer, or a sender that died
+after sending it) is not delivered twice: every send asks for WeCom's duplicate check, which answers a
+repeat of the same message within 4 hours as sent, and the retries of a row all fall within that.
 """
 
 from __future__ import annotations

@@ -610,3 +610,58 @@ def test_a_payment_needs_an_idempotency_key(client: FlaskClient, shopper: tuple[
 
     assert response.status_code == 422
     assert "Idempotency-Key" in response.get_json()["details"]
+
+
+# --- faults from the sandbox's generic fault book -------------------------------------------------------
+
+
+def test_a_lost_answer_is_settled_as_paid_and_nothing_is_given_back(
+    app: Flask, client: FlaskClient, shopper: tuple[str, int], session: Session, sandbox: SandboxProcess
+) -> None:
+    hour = parking_coupon(client, session, shopper[0], parking_minutes=60)
+    give_points(app, shopper[1], 800)
+    sandbox.park_car(PLATE, 200)
+    body = quoted(client, shopper[0])
+    sandbox.inject_fault("carpark", DISCOUNT_PATH, kind="lost_answer")
+
+    response = pay(client, shopper[0], body["quote_id"])
+
+    assert (response.status_code, response.get_json()["status"]) == (202, "unknown")
+    assert reconcile(app).strip() == "parking payments: 1 paid, 0 refunded, 0 still unknown"
+    assert balance(client, shopper[0]) == 0
+    assert coupon_status(session, hour) is CouponStatus.USED
+    assert len(sandbox.carpark_discounts()) == 1
+    assert_books_balance(app)
+
+
+def test_a_car_park_down_throughout_gives_back_points_coupons_and_tier_minutes(
+    app: Flask,
+    client: FlaskClient,
+    shopper: tuple[str, int],
+    session: Session,
+    tiers: dict,
+    sandbox: SandboxProcess,
+) -> None:
+    set_tier(session, shopper[1], tiers["silver"])
+    hour = parking_coupon(client, session, shopper[0], parking_minutes=60)
+    give_points(app, shopper[1], 800)
+    sandbox.park_car(PLATE, 300)
+    body = quoted(client, shopper[0])
+    # Down from the moment the member pays: the discount and the reconciliation's queries fail.
+    sandbox.inject_fault("carpark", DISCOUNT_PATH, -1, http_status=503, times=None)
+    sandbox.inject_fault("carpark", "/api/v1/parking/payment-status", kind="lost_answer", times=None)
+
+    response = pay(client, shopper[0], body["quote_id"])
+    still_down = reconcile(app).strip()
+    sandbox.clear_faults("carpark")
+    settled = reconcile(app).strip()
+
+    assert (response.status_code, response.get_json()["status"]) == (202, "unknown")
+    assert still_down == "parking payments: 0 paid, 0 refunded, 1 still unknown"
+    assert settled == "parking payments: 0 paid, 1 refunded, 0 still unknown"
+    assert balance(client, shopper[0]) == 800
+    assert coupon_status(session, hour) is CouponStatus.AVAILABLE
+    fresh = quoted(client, shopper[0])
+    assert (fresh["deductions"]["tier_minutes"], fresh["deductions"]["coupon_minutes"]) == (60, 60)
+    assert sandbox.carpark_discounts() == []
+    assert_books_balance(app)

@@ -83,7 +83,7 @@ def test_a_wrong_signing_key_is_refused(carpark: CarParkClient, sandbox: Sandbox
     with pytest.raises(CarParkUnavailable) as caught:
         forger.query_fee(PLATE)
 
-    assert caught.value.details == {"carpark_code": 1001}
+    assert caught.value.details == {"dependency": "carpark", "carpark_code": 1001}
 
 
 def test_a_discount_is_applied_once_per_order(carpark: CarParkClient, sandbox: SandboxProcess) -> None:

@@ -50,7 +50,7 @@ def test_a_token_that_keeps_failing_is_retried_a_bounded_number_of_times(
     response = sign_up(client, token, "13500135002")
 
     assert response.status_code == 503
-    assert response.get_json()["code"] == "WECHAT_UNAVAILABLE"
+    assert response.get_json()["code"] == "DEPENDENCY_UNAVAILABLE"
     assert calls_to(sandbox, "wechat", "/wxa/business/getuserphonenumber") == 2  # one call, one retry
 
 
@@ -84,7 +84,7 @@ def test_an_unreachable_wechat_is_503_not_500(config: Config, mall: None) -> Non
     response = app.test_client().post("/api/mp/v1/auth/login", json={"code": "sandbox:o-offline"})
 
     assert response.status_code == 503
-    assert response.get_json()["code"] == "WECHAT_UNAVAILABLE"
+    assert response.get_json()["code"] == "DEPENDENCY_UNAVAILABLE"
 
 
 def test_wecom_messages_reach_the_sandbox(app: Flask, sandbox: SandboxProcess) -> None:

@@ -215,8 +215,8 @@ def test_rate_limit_stale_token_server_error_and_timeout_still_deliver_each_mess
         assert recipients(sandbox) == ["mia|max"]
         rows = outbox(session)
         assert rows["ann"].status is OutboxStatus.FAILED and rows["ann"].attempts == 1
-        assert rows["ann"].last_error == "WeChatUnavailable: HTTP 502"
-        assert rows["ben"].last_error == "WeChatUnavailable: ReadTimeout"
+        assert rows["ann"].last_error == "WeComUnavailable: HTTP 502"
+        assert rows["ben"].last_error == "WeComUnavailable: ReadTimeout"
         assert rows["ann"].next_attempt_at == clock.at.replace(microsecond=0) + push.RETRY_BACKOFF
         clock.advance(push.RETRY_BACKOFF)
 
@@ -337,3 +337,37 @@ def test_two_concurrent_senders_send_every_row_exactly_once(
     assert sum(report.sent for report in reports) == len(userids)
     assert recipients(sandbox) == sorted(userids)
     assert {row.status for row in outbox(session).values()} == {OutboxStatus.SENT}
+
+
+def test_lost_answers_timeouts_and_rate_limits_deliver_every_message_exactly_once(
+    app: Flask, session: Session, sandbox: SandboxProcess, today: date
+) -> None:
+    items = [
+        push.OutboxItem(
+            f"digest:u{n:02d}",
+            OutboxKind.DIGEST,
+            [f"u{n:02d}"],
+            {"msgtype": "text", "text": {"content": f"#{n}"}},
+        )
+        for n in range(12)
+    ]
+    with app.app_context():
+        run_transaction(lambda s: push.enqueue(s, items, today, T0))
+    # WeCom carries out three sends whose answers are lost, rate-limits one and fails one.
+    sandbox.inject_fault("wecom", SEND, kind="lost_answer", times=3)
+    sandbox.inject_fault("wecom", SEND, 45009)
+    sandbox.inject_fault("wecom", SEND, -1, http_status=502)
+    sandbox.inject_fault("wecom", SEND, kind="lost_answer")
+    clock = Clock(T0)
+
+    for _ in range(10):
+        send(app, clock)
+        clock.advance(push.RETRY_BACKOFF * 4)
+
+    delivered = [message["text"]["content"] for message in sandbox.messages("wecom")]
+    assert sorted(delivered) == sorted(f"#{n}" for n in range(12))  # none lost, none twice
+    # The four sends whose answers were lost were sent again, and WeCom's duplicate check held them back.
+    assert len(sandbox.wecom_duplicates()) == 4
+    rows = outbox(session)
+    assert {row.status for row in rows.values()} == {OutboxStatus.SENT}
+    assert sum(row.attempts for row in rows.values()) == 12 + 4 + 1
