@@ -6,12 +6,15 @@ import enum
 from datetime import date, datetime
 
 from sqlalchemy import VARBINARY, CheckConstraint, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import TABLE_OPTIONS, Base, str_enum, utcnow
 from app.models.scene import QrScene
 from app.models.staff import Staff
 from app.models.tier import Tier
+
+NICKNAME_COLLATION = "utf8mb4_unicode_520_ci"
 
 
 class MemberSource(enum.StrEnum):
@@ -36,7 +39,11 @@ class Member(Base):
     phone_index: Mapped[str] = mapped_column(String(64), unique=True)
     phone_masked: Mapped[str] = mapped_column(String(16))
     # Indexed for the console's prefix search (`LIKE 'abc%'`).
-    nickname: Mapped[str | None] = mapped_column(String(64), index=True)
+    # A collation whose index range scans find emoji after a prefix (see migration 0024).
+    nickname: Mapped[str | None] = mapped_column(
+        String(64).with_variant(mysql.VARCHAR(64, charset="utf8mb4", collation=NICKNAME_COLLATION), "mysql"),
+        index=True,
+    )
     birthday: Mapped[date | None]
     # What advisors learned: preferences, sizes, best time to call (shown on their member page).
     advisor_note: Mapped[str | None] = mapped_column(String(500))
