@@ -58,7 +58,9 @@ def _import_command(kind: ImportKind) -> click.Command:
         help="expiry of opening points for rows without their own (default: the mall's expiry rule)",
     )
     @click.option(
-        "--batch-size", default=imports.DEFAULT_BATCH_SIZE, show_default=True, help="rows per transaction"
+        "--batch-size",
+        type=click.IntRange(min=1),
+        help=f"rows per transaction (default {imports.LOADERS[kind].batch_size:,})",
     )
     @click.option(
         "--report", type=click.Path(dir_okay=False, path_type=Path), help="where to write the report"
@@ -72,7 +74,7 @@ def _import_command(kind: ImportKind) -> click.Command:
         encoding: str | None,
         source: str,
         points_expire_on: datetime | None,
-        batch_size: int,
+        batch_size: int | None,
         report: Path | None,
         no_progress: bool,
     ) -> None:

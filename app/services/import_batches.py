@@ -65,6 +65,9 @@ class Loader(Generic[R, P]):
     reference: Callable[[Session], R]
     prepare: Callable[[list[Row], R, BatchContext], P]
     store: Callable[[Session, P, BatchContext], BatchResult]
+    # Rows per transaction unless the caller says: larger batches spread each batch's fixed cost (the
+    # checkpoint, the round trips) over more rows, and hold their locks longer.
+    batch_size: int = 2000
 
 
 def _issue(row: Row, kind: ImportIssueKind, reason: str) -> ImportIssue:

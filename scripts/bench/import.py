@@ -1,6 +1,6 @@
 """Benchmark (issue 10): importing a million historical purchases from CSV, app vs. LOAD DATA.
 
-    .venv/bin/python scripts/bench/import.py [--rows 1000000] [--members 100000] [--batch-size 2000]
+    .venv/bin/python scripts/bench/import.py [--rows 1000000] [--members 100000] [--batch-size N]
         [--database-url mysql+pymysql://root@127.0.0.1:3306/mallmember_bench_import] [--keep-file]
 
 The database in the URL is DROPPED and recreated, migrated, and seeded with the demo stores and
@@ -8,8 +8,9 @@ The database in the URL is DROPPED and recreated, migrated, and seeded with the 
 (`store,receipt_no,amount,purchased_at,phone`; ~85 % by members, the rest with an empty phone) is
 streamed to a temporary directory, then:
 
-- app: `flask import purchases FILE --batch-size N` as a subprocess (what an operator runs): wall time,
-  peak RSS (from wait4) and CPU; then the same file again, which must insert nothing (re-import);
+- app: `flask import purchases FILE --batch-size N` (the app's default unless given) as a subprocess
+  (what an operator runs): wall time, peak RSS (from wait4) and CPU; then the same file again, which
+  must insert nothing (re-import);
 - baseline: `LOAD DATA LOCAL INFILE` of the same file into `purchases_baseline` (`CREATE TABLE ... LIKE
   purchases`: the same indexes and checks), store by code, amount in fen and UTC time computed in SET.
   It cannot compute the phone's HMAC blind index, so its purchases have no member (member_id NULL).
@@ -49,6 +50,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from app.db import bound_database  # noqa: E402
 from app.demo_data import STORES  # noqa: E402
+from app.services.import_purchases import PURCHASES_LOADER  # noqa: E402
 
 DEFAULT_URL = "mysql+pymysql://root@127.0.0.1:3306/mallmember_bench_import"
 TARGET_RATIO, TARGET_RSS_MB = 2.0, 300
@@ -65,13 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--database-url", default=DEFAULT_URL)
-    parser.add_argument("--batch-size", type=int, default=2_000, help="passed to flask import purchases")
+    parser.add_argument(
+        "--batch-size", type=int, help="passed to flask import purchases (default: the app's, 10,000)"
+    )
     parser.add_argument("--keep-file", action="store_true", help="keep the CSV (its path is printed)")
     parser.add_argument("--seed", type=int, default=10)
     results.add_suite_options(parser, QUICK)
     args = results.parse_with_quick(parser, argv, QUICK)
     if args.members < 1 or args.rows < 1:
         parser.error("--rows and --members must be at least 1")
+    args.batch_size = args.batch_size or PURCHASES_LOADER.batch_size
     url = args.database_url
     version = harness.ensure_mariadb(url)
 
@@ -103,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"app start-up (flask --app wsgi import purchases --help): {startup.seconds:.2f} s")
 
         harness.settle_innodb(url)
-        log(f"app: flask import purchases --batch-size {args.batch_size}")
-        first = measure(_app_command(str(path), "--batch-size", str(args.batch_size), "--no-progress"), url)
+        sizing = ["--batch-size", str(args.batch_size)]
+        log(f"app: flask import purchases {' '.join(sizing)}")
+        first = measure(_app_command(str(path), *sizing, "--no-progress"), url)
         first_counts = purchase_counts(url)
         log(f"app: {first.seconds:.1f} s, peak RSS {first.peak_rss_mb or 0:.0f} MB, exit {first.status}")
         problems = first.failure("import") + verify(url, expected)
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
         harness.settle_innodb(url)
         log("app: the same file again (re-import)")
-        again = measure(_app_command(str(path), "--batch-size", str(args.batch_size), "--no-progress"), url)
+        again = measure(_app_command(str(path), *sizing, "--no-progress"), url)
         again_inserted = purchase_counts(url).rows - first_counts.rows
         log(f"app re-import: {again.seconds:.1f} s, {again_inserted:,} rows inserted, exit {again.status}")
         problems += again.failure("re-import")
