@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app import idempotency, reference_cache
 from app.db import seed_request_sessions, transaction
-from app.errors import AuthExpired, AuthInvalid, AuthRequired, Forbidden
+from app.errors import AuthExpired, AuthInvalid, AuthRequired, Forbidden, declare_raises
 from app.extensions import settings
 from app.models import Operator, OperatorRole, Staff, StaffRole
 
@@ -65,6 +65,9 @@ def _subject_from_request(audience: Audience) -> int:
     return subject
 
 
+_BEARER_ERRORS = (AuthRequired, AuthInvalid, AuthExpired)
+
+
 def wechat_account_required(view: F) -> F:
     """Shopper endpoints: sets the caller's WeChat account id (they may not be a member yet)."""
 
@@ -74,7 +77,7 @@ def wechat_account_required(view: F) -> F:
         replayed = idempotency.authenticated(f"mp:{g.wechat_account_id}")
         return replayed if replayed is not None else view(*args, **kwargs)
 
-    return cast(F, wrapper)
+    return declare_raises(cast(F, wrapper), *_BEARER_ERRORS)
 
 
 def current_wechat_account_id() -> int:
@@ -122,7 +125,7 @@ def staff_required(*roles: StaffRole) -> Callable[[F], F]:
             replayed = idempotency.authenticated(f"staff:{staff.id}")
             return replayed if replayed is not None else view(*args, **kwargs)
 
-        return cast(F, wrapper)
+        return declare_raises(cast(F, wrapper), *_BEARER_ERRORS, *((Forbidden,) if roles else ()))
 
     return decorator
 
@@ -147,7 +150,7 @@ def operator_required(view: F) -> F:
         g.current_operator = operator
         return view(*args, **kwargs)
 
-    return cast(F, wrapper)
+    return declare_raises(cast(F, wrapper), *_BEARER_ERRORS, Forbidden)
 
 
 def current_operator() -> Operator:

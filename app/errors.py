@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class DomainError(Exception):
@@ -93,6 +95,22 @@ class DependencyUnavailable(DomainError):
 
     def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message, details={"dependency": self.dependency, **(details or {})})
+
+
+def declare_raises(view: F, *errors: type[DomainError]) -> F:
+    """Records on `view` the domain errors it may answer with, after those of the views it wraps
+    (functools.wraps copies them outwards): app.api documents each as a response of its operation."""
+    view.raises = (*getattr(view, "raises", ()), *errors)  # type: ignore[attr-defined]
+    return view
+
+
+def raises(*errors: type[DomainError]) -> Callable[[F], F]:
+    """Documents the domain errors a view answers with (beyond those of its auth and limit decorators)."""
+
+    def decorator(view: F) -> F:
+        return declare_raises(view, *errors)
+
+    return decorator
 
 
 # Framework errors, by HTTP status, in the same shape as domain errors.

@@ -10,7 +10,7 @@ from typing import Any, TypeVar, cast
 
 from flask import g, request
 
-from app.errors import CodeVerifyLocked, RateLimited, retry_after
+from app.errors import CodeVerifyLocked, RateLimited, declare_raises, retry_after
 from app.extensions import extensions
 from app.ratelimit import LimitKind
 from app.services.coupons import CouponCodeInvalid
@@ -35,7 +35,7 @@ def rate_limited(kind: LimitKind) -> Callable[[F], F]:
                 raise retry_after(RateLimited, refusal.retry_after)
             return view(*args, **kwargs)
 
-        return cast(F, wrapper)
+        return declare_raises(cast(F, wrapper), RateLimited)
 
     return decorator
 
@@ -57,4 +57,4 @@ def code_verification(view: F) -> F:
             lockout.record_failure(actor)
             raise
 
-    return cast(F, wrapper)
+    return declare_raises(cast(F, wrapper), CodeVerifyLocked)

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from app import idempotency
 from app.auth import BEARER_SECURITY, current_staff, staff_required
 from app.db import run_transaction, transaction, utcnow
+from app.errors import NotFound, raises
 from app.models import StaffRole
 from app.services import advisors
 from wecom.schemas import ClaimOut, PoolArgs, PoolMemberOut
@@ -34,6 +35,7 @@ def pool_members(args: dict[str, Any]) -> list[advisors.PoolMember]:
 @blp.doc(security=BEARER_SECURITY)
 @staff_required(StaffRole.ADVISOR)
 @blp.response(200, ClaimOut)
+@raises(NotFound, advisors.MemberAlreadyAssigned)
 def claim_member(member_id: int) -> dict[str, int]:
     """认领本门店待认领的会员，成为其专属顾问；已被他人认领时返回 409"""
     staff, at = current_staff(), utcnow()

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from app import idempotency
 from app.auth import BEARER_SECURITY, current_staff, staff_required
 from app.db import transaction
+from app.errors import NotFound, raises
 from app.extensions import extensions, mall_time
 from app.models import StaffRole
 from app.ratelimit import LimitKind
@@ -29,6 +30,18 @@ idempotency.enable(blp)
 @code_verification
 @blp.arguments(CouponRedemptionIn())
 @blp.response(201, CouponRedemptionOut)
+@raises(
+    coupons.CouponCodeExpired,
+    coupons.CouponCodeInvalid,
+    NotFound,
+    coupons.CouponExpired,
+    coupons.CouponNotYetValid,
+    coupons.CouponUsed,
+    coupons.MinimumSpendNotMet,
+    coupons.NotForCounter,
+    coupons.OrderAmountRequired,
+    coupons.StoreNotEligible,
+)
 def redeem(args: dict[str, Any]) -> coupons.Redemption:
     """扫券核销：校验归属、有效期、适用门店与使用门槛，返回应抵扣金额；每张券只能核销一次"""
     with transaction() as session:
@@ -47,6 +60,7 @@ def redeem(args: dict[str, Any]) -> coupons.Redemption:
 @blp.doc(security=BEARER_SECURITY)
 @staff_required(StaffRole.STORE_STAFF, StaffRole.MANAGER)
 @blp.response(200, CouponRedemptionOut)
+@raises(coupons.UndoOtherStore, coupons.RedemptionNotFound, coupons.UndoWindowPassed)
 def undo(redemption_id: int) -> coupons.Redemption:
     """撤销误核销：仅限本门店、核销后 10 分钟内；券恢复可用"""
     with transaction() as session:

@@ -11,8 +11,10 @@ from marshmallow import validate
 from app import idempotency
 from app.auth import BEARER_SECURITY, staff_required
 from app.db import transaction
+from app.errors import NotFound, raises
+from app.integrations import carpark
 from app.models import ParkingPaymentStatus
-from app.services import parking
+from app.services import parking, plates
 
 blp = Blueprint(
     "staff_parking", __name__, url_prefix="/api/staff/v1", description="员工（企业微信）：车牌停车记录查询"
@@ -57,6 +59,7 @@ class PlateRecordOut(ma.Schema):
 @staff_required()
 @blp.arguments(PlateRecordArgs(), location="query")
 @blp.response(200, PlateRecordOut)
+@raises(carpark.CarNotInLot, NotFound, plates.PlateInvalid, carpark.CarParkUnavailable)
 def plate_record(args: dict[str, Any]) -> parking.PlateRecord:
     """按车牌查询绑定会员（手机号脱敏）与最近的停车缴费记录，供服务台解答顾客疑问"""
     with transaction() as session:

@@ -10,7 +10,9 @@ from sqlalchemy.orm import Session
 from app import idempotency
 from app.auth import BEARER_SECURITY, Audience, current_staff, issue_token, staff_required
 from app.db import run_transaction, transaction, utcnow
+from app.errors import NotFound, ValidationFailed, raises
 from app.extensions import extensions, mall_time
+from app.integrations import wechat_client
 from app.models import StaffRole
 from app.ratelimit import LimitKind
 from app.services import authentication, member_codes, members, points, purchases
@@ -33,6 +35,7 @@ idempotency.enable(blp)
 @blp.route("/auth/login", methods=["POST"])
 @blp.arguments(WeComLoginIn())
 @blp.response(200, StaffLoginOut)
+@raises(authentication.WeComCodeInvalid, authentication.StaffNotRegistered, wechat_client.WeComUnavailable)
 def login(args: dict[str, Any]) -> dict[str, Any]:
     """用企业微信网页授权 code 登录；非本商场员工返回 403"""
     with transaction() as session:
@@ -48,6 +51,7 @@ def login(args: dict[str, Any]) -> dict[str, Any]:
 @code_verification
 @blp.arguments(MemberCodeIn())
 @blp.response(200, MemberSummaryOut)
+@raises(member_codes.MemberCodeInvalid, member_codes.MemberCodeUsed)
 def verify_member_code(args: dict[str, Any]) -> members.MemberCard:
     """扫描会员码：返回会员概要；每个会员码只能使用一次"""
     with transaction() as session:
@@ -69,6 +73,17 @@ def verify_member_code(args: dict[str, Any]) -> members.MemberCard:
 @blp.arguments(PurchaseIn())
 @blp.response(201, PurchaseResultOut, description="新登记的消费")
 @blp.alt_response(200, schema=PurchaseResultOut, description="同一小票重复提交：返回原记录")
+@raises(
+    member_codes.MemberCodeInvalid,
+    purchases.StoreNotAllowed,
+    NotFound,
+    points.IdempotencyConflict,
+    member_codes.MemberCodeUsed,
+    purchases.MemberDeleted,
+    purchases.MemberMergedAway,
+    purchases.ReceiptConflict,
+    ValidationFailed,
+)
 def record_purchase(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """登记消费并为会员积分：扫会员码或填会员编号；同一门店同一小票只记一次"""
     staff = current_staff()
@@ -110,6 +125,13 @@ def record_purchase(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
 @blp.arguments(RefundIn())
 @blp.response(201, RefundOut, description="新登记的退货")
 @blp.alt_response(200, schema=RefundOut, description="同一退货单号重复提交：返回原记录")
+@raises(
+    purchases.StoreNotAllowed,
+    NotFound,
+    points.IdempotencyConflict,
+    purchases.RefundConflict,
+    purchases.RefundExceedsPurchase,
+)
 def refund_purchase(args: dict[str, Any], purchase_id: int) -> tuple[dict[str, Any], int]:
     """登记退货（部分或全部），按比例扣回积分；同一退货单号只记一次"""
     staff = current_staff()

@@ -16,7 +16,9 @@ from app.console.advisor_schemas import (
     ReassignOut,
 )
 from app.db import report_transaction, run_transaction, transaction, utcnow
+from app.errors import NotFound, ValidationFailed, raises
 from app.extensions import extensions, mall_time
+from app.integrations import wechat_client
 from app.models import AdvisorAssignment, AdvisorContactWay
 from app.services import advisor_kpis, advisors
 
@@ -30,6 +32,7 @@ blp = Blueprint(
 @operator_required
 @blp.response(201, ContactWayOut, description="新建的联系我二维码")
 @blp.alt_response(200, schema=ContactWayOut, description="该导购已有联系我二维码：原样返回")
+@raises(NotFound, advisors.NotAnAdvisor, wechat_client.WeComUnavailable)
 def create_contact_way(staff_id: int) -> tuple[AdvisorContactWay, int]:
     """为导购创建企业微信「联系我」二维码（每位导购一个）；客户扫码添加后自动绑定为其专属顾问"""
     wecom = extensions().wecom
@@ -54,6 +57,7 @@ def list_contact_ways() -> list[AdvisorContactWay]:
 @operator_required
 @blp.arguments(ReassignIn())
 @blp.response(200, ReassignOut)
+@raises(NotFound, advisors.NotAnAdvisor, ValidationFailed)
 def reassign(args: dict[str, Any], staff_id: int) -> dict[str, int]:
     """导购离职或调岗：把其全部会员转给另一位导购，或退回门店待认领池；保留绑定历史并记录操作人"""
     operator_id, at = current_operator().id, utcnow()

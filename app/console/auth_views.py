@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from app.auth import Audience, issue_token
 from app.console.schemas import OperatorLoginIn, OperatorLoginOut
 from app.db import transaction
+from app.errors import raises
 from app.extensions import extensions
 from app.services import authentication
 
@@ -19,6 +20,7 @@ blp = Blueprint("admin_auth", __name__, url_prefix="/api/admin/v1", description=
 @blp.route("/auth/login", methods=["POST"])
 @blp.arguments(OperatorLoginIn())
 @blp.response(200, OperatorLoginOut)
+@raises(authentication.LoginFailed, authentication.LoginLocked)
 def login(args: dict[str, Any]) -> dict[str, Any]:
     """用户名密码登录；连续失败将被暂时锁定"""
     with transaction() as session:

@@ -15,6 +15,7 @@ from app.console.coupon_schemas import (
     AdminCouponTemplatePageArgs,
 )
 from app.db import run_transaction, transaction
+from app.errors import NotFound, ValidationFailed, raises
 from app.extensions import mall_time
 from app.models import CouponTemplate
 from app.services import campaigns, coupon_templates
@@ -29,6 +30,7 @@ blp = Blueprint(
 @operator_required
 @blp.arguments(AdminCouponTemplateIn())
 @blp.response(201, AdminCouponTemplateOut)
+@raises(coupon_templates.CouponTermsInvalid, coupon_templates.CouponValidityInvalid, ValidationFailed)
 def create_coupon_template(args: dict[str, Any]) -> CouponTemplate:
     """新建券模板（草稿状态，启用后才能领取或发放）；有效期为固定起止时间或领取后 N 天，二选一"""
     values = coupon_templates.TemplateValues(**args)
@@ -55,6 +57,7 @@ def list_coupon_templates(args: dict[str, Any]) -> list[CouponTemplate]:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, AdminCouponTemplateOut)
+@raises(NotFound)
 def get_coupon_template(template_id: int) -> CouponTemplate:
     """券模板详情，含剩余库存和已发放数量"""
     with transaction() as session:
@@ -66,6 +69,14 @@ def get_coupon_template(template_id: int) -> CouponTemplate:
 @operator_required
 @blp.arguments(AdminCouponTemplateIn())
 @blp.response(200, AdminCouponTemplateOut)
+@raises(
+    NotFound,
+    coupon_templates.CouponStockBelowIssued,
+    coupon_templates.CouponTemplateEnded,
+    coupon_templates.CouponTermsInvalid,
+    coupon_templates.CouponValidityInvalid,
+    ValidationFailed,
+)
 def update_coupon_template(args: dict[str, Any], template_id: int) -> CouponTemplate:
     """修改券模板（需提交全部字段）；已发放的券不受影响。总库存不能少于已发放数量，已结束的模板不能修改"""
     values = coupon_templates.TemplateValues(**args)
@@ -76,6 +87,7 @@ def update_coupon_template(args: dict[str, Any], template_id: int) -> CouponTemp
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, AdminCouponTemplateOut)
+@raises(NotFound, coupon_templates.CouponTemplateStatusInvalid)
 def activate_coupon_template(template_id: int) -> CouponTemplate:
     """启用券模板（草稿或已暂停 → 进行中）"""
     return run_transaction(lambda session: coupon_templates.activate(session, template_id))
@@ -85,6 +97,7 @@ def activate_coupon_template(template_id: int) -> CouponTemplate:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, AdminCouponTemplateOut)
+@raises(NotFound, coupon_templates.CouponTemplateStatusInvalid)
 def pause_coupon_template(template_id: int) -> CouponTemplate:
     """暂停券模板（进行中 → 已暂停）：暂停领取和发放，已发放的券照常可用"""
     return run_transaction(lambda session: coupon_templates.pause(session, template_id))
@@ -94,6 +107,7 @@ def pause_coupon_template(template_id: int) -> CouponTemplate:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, AdminCouponTemplateOut)
+@raises(NotFound, coupon_templates.CouponTemplateStatusInvalid)
 def end_coupon_template(template_id: int) -> CouponTemplate:
     """结束券模板（不可恢复、不可再修改）；已发放的券在有效期内照常可用"""
     return run_transaction(lambda session: coupon_templates.end(session, template_id))
@@ -104,6 +118,7 @@ def end_coupon_template(template_id: int) -> CouponTemplate:
 @operator_required
 @blp.arguments(AdminCampaignIn())
 @blp.response(201, AdminCampaignOut)
+@raises(NotFound, ValidationFailed)
 def create_campaign(args: dict[str, Any]) -> campaigns.CampaignProgress:
     """向一批会员发券：后台分批执行（每分钟调度），中断后可继续，不会重复发放"""
     operator_id = current_operator().id
@@ -132,6 +147,7 @@ def create_campaign(args: dict[str, Any]) -> campaigns.CampaignProgress:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, AdminCampaignOut)
+@raises(NotFound)
 def campaign_progress(campaign_id: int) -> campaigns.CampaignProgress:
     """发券活动进度"""
     with transaction() as session:
@@ -142,6 +158,7 @@ def campaign_progress(campaign_id: int) -> campaigns.CampaignProgress:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, AdminCampaignOut)
+@raises(NotFound, campaigns.CampaignNotRunnable)
 def cancel_campaign(campaign_id: int) -> campaigns.CampaignProgress:
     """取消尚未完成的发券活动（已发出的券保留）"""
     with transaction() as session:

@@ -15,9 +15,10 @@ from app.console.parking_schemas import (
     ParkingRulesOut,
 )
 from app.db import run_transaction, transaction
+from app.errors import ValidationFailed, raises
 from app.extensions import mall_time
 from app.models import ParkingRules
-from app.services import parking
+from app.services import parking, plates
 
 blp = Blueprint(
     "admin_parking", __name__, url_prefix="/api/admin/v1", description="运营后台：停车规则与停车缴费记录"
@@ -39,6 +40,7 @@ def get_parking_rules() -> ParkingRules:
 @operator_required
 @blp.arguments(ParkingRulesIn())
 @blp.response(200, ParkingRulesOut)
+@raises(ValidationFailed)
 def save_parking_rules(args: dict[str, Any]) -> ParkingRules:
     """保存停车抵扣规则（需提交全部字段）；对此后的报价生效"""
     values = parking.RulesValues(**args)
@@ -53,6 +55,7 @@ def save_parking_rules(args: dict[str, Any]) -> ParkingRules:
 @operator_required
 @blp.arguments(ParkingPaymentArgs(), location="query")
 @blp.response(200, ParkingPaymentPageOut)
+@raises(plates.PlateInvalid)
 def list_parking_payments(args: dict[str, Any]) -> dict[str, Any]:
     """停车缴费记录（新的在前），可按状态、车牌、会员、营业日筛选"""
     at = mall_time()

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from app.auth import BEARER_SECURITY, operator_required
 from app.console.partner_schemas import PartnerIn, PartnerOut, PartnerUpdateIn, PartnerWithSecretOut
 from app.db import transaction
+from app.errors import raises
 from app.models import Partner
 from app.services import partners
 
@@ -29,6 +30,7 @@ def _rules(args: dict[str, Any]) -> partners.PartnerRules:
 @operator_required
 @blp.arguments(PartnerIn())
 @blp.response(201, PartnerWithSecretOut)
+@raises(partners.PartnerExists)
 def create_partner(args: dict[str, Any]) -> Partner:
     """新建合作方：返回签名密钥（仅此一次）；编码重复返回 409"""
     with transaction() as session:
@@ -50,6 +52,7 @@ def list_partners() -> list[Partner]:
 @operator_required
 @blp.arguments(PartnerUpdateIn())
 @blp.response(200, PartnerOut)
+@raises(partners.PartnerNotFound)
 def update_partner(args: dict[str, Any], partner_id: int) -> Partner:
     """修改合作方的名称、积分规则、每日上限或启用状态（对之后的活动生效）"""
     with transaction() as session:
@@ -60,6 +63,7 @@ def update_partner(args: dict[str, Any], partner_id: int) -> Partner:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, PartnerWithSecretOut)
+@raises(partners.PartnerNotFound)
 def rotate_partner_secret(partner_id: int) -> Partner:
     """更换合作方签名密钥：返回新密钥（仅此一次），旧密钥立即失效"""
     with transaction() as session:

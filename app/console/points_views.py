@@ -25,7 +25,7 @@ from app.console.points_schemas import (
     PointsSettingsOut,
 )
 from app.db import run_transaction, transaction
-from app.errors import NotFound
+from app.errors import NotFound, ValidationFailed, raises
 from app.extensions import mall_time
 from app.models import CheckInStreakBonus, EarningRate, Member, PointsEntry, PointsPromotion, PointsSettings
 from app.services import points, points_rules, rewards
@@ -50,6 +50,7 @@ def get_points_settings() -> PointsSettings:
 @operator_required
 @blp.arguments(PointsSettingsIn())
 @blp.response(200, PointsSettingsOut)
+@raises(ValidationFailed)
 def save_points_settings(args: dict[str, Any]) -> PointsSettings:
     """保存积分基础规则（需提交全部字段）；对此后的积分变动生效"""
     values = points_rules.SettingsValues(**args)
@@ -74,6 +75,7 @@ def list_earning_rates() -> list[EarningRate]:
 @operator_required
 @blp.arguments(EarningRateIn())
 @blp.response(201, EarningRateOut)
+@raises(points_rules.EarningRateExists, ValidationFailed)
 def create_earning_rate(args: dict[str, Any]) -> EarningRate:
     """新增业态积分规则；同一业态只能有一条"""
     values = points_rules.EarningRateValues(**args)
@@ -85,6 +87,7 @@ def create_earning_rate(args: dict[str, Any]) -> EarningRate:
 @operator_required
 @blp.arguments(EarningRateIn())
 @blp.response(200, EarningRateOut)
+@raises(NotFound, points_rules.EarningRateExists, ValidationFailed)
 def update_earning_rate(args: dict[str, Any], rate_id: int) -> EarningRate:
     """修改业态积分规则"""
     values = points_rules.EarningRateValues(**args)
@@ -95,6 +98,7 @@ def update_earning_rate(args: dict[str, Any], rate_id: int) -> EarningRate:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(204)
+@raises(NotFound)
 def delete_earning_rate(rate_id: int) -> None:
     """删除业态积分规则；该业态改按 * 规则积分"""
     with transaction() as session:
@@ -116,6 +120,7 @@ def list_points_promotions() -> list[PointsPromotion]:
 @operator_required
 @blp.arguments(PointsPromotionIn())
 @blp.response(201, PointsPromotionOut)
+@raises(ValidationFailed)
 def create_points_promotion(args: dict[str, Any]) -> PointsPromotion:
     """新增积分倍率活动；同时进行的多个活动取倍率最高的一个，不叠加"""
     with transaction() as session:
@@ -127,6 +132,7 @@ def create_points_promotion(args: dict[str, Any]) -> PointsPromotion:
 @operator_required
 @blp.arguments(PointsPromotionIn())
 @blp.response(200, PointsPromotionOut)
+@raises(NotFound, ValidationFailed)
 def update_points_promotion(args: dict[str, Any], promotion_id: int) -> PointsPromotion:
     """修改积分倍率活动（可用 is_active 暂停）"""
     with transaction() as session:
@@ -137,6 +143,7 @@ def update_points_promotion(args: dict[str, Any], promotion_id: int) -> PointsPr
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(204)
+@raises(NotFound)
 def delete_points_promotion(promotion_id: int) -> None:
     """删除积分倍率活动"""
     with transaction() as session:
@@ -158,6 +165,7 @@ def list_check_in_bonuses() -> list[CheckInStreakBonus]:
 @operator_required
 @blp.arguments(CheckInBonusIn())
 @blp.response(201, CheckInBonusOut)
+@raises(points_rules.CheckInBonusExists, ValidationFailed)
 def create_check_in_bonus(args: dict[str, Any]) -> CheckInStreakBonus:
     """新增连续签到奖励：连续签到第 N 天额外奖励积分"""
     return run_transaction(lambda session: points_rules.create_check_in_bonus(session, **args))
@@ -167,6 +175,7 @@ def create_check_in_bonus(args: dict[str, Any]) -> CheckInStreakBonus:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(204)
+@raises(NotFound)
 def delete_check_in_bonus(bonus_id: int) -> None:
     """删除连续签到奖励"""
     with transaction() as session:
@@ -177,6 +186,7 @@ def delete_check_in_bonus(bonus_id: int) -> None:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, MemberPointsOut)
+@raises(NotFound)
 def member_points(member_id: int) -> points.PointsSummary:
     """会员的积分余额、30 天内将过期的积分、欠分"""
     with transaction() as session:
@@ -188,6 +198,7 @@ def member_points(member_id: int) -> points.PointsSummary:
 @operator_required
 @blp.arguments(AdminEntriesPageArgs(), location="query")
 @blp.response(200, AdminPointsEntriesOut)
+@raises(NotFound)
 def member_points_entries(args: dict[str, Any], member_id: int) -> dict[str, Any]:
     """会员的积分明细（新的在前），含经办员工与运营；用 next_cursor 翻页"""
     with transaction() as session:
@@ -205,6 +216,7 @@ def member_points_entries(args: dict[str, Any], member_id: int) -> dict[str, Any
 @blp.arguments(PointsAdjustmentIn())
 @blp.arguments(IdempotencyKeyHeaders(), location="headers")
 @blp.response(201, AdminPointsEntryOut, description="积分明细中的调整记录；同一请求编号重复提交返回同一条")
+@raises(NotFound, points.IdempotencyConflict, points.InsufficientPoints, rewards.AdjustmentInvalid)
 def adjust_member_points(args: dict[str, Any], headers: dict[str, Any], member_id: int) -> PointsEntry:
     """人工调整会员积分（须填写原因，记录经办运营）；扣减不能超过可用积分"""
     operator_id, at = current_operator().id, mall_time()

@@ -15,6 +15,7 @@ from app.console.pos_terminal_schemas import (
     PosTerminalWithSecretOut,
 )
 from app.db import transaction
+from app.errors import ValidationFailed, raises
 from app.extensions import extensions, mall_time
 from app.models import PosTerminal
 from app.services import pos
@@ -29,6 +30,7 @@ blp = Blueprint(
 @operator_required
 @blp.arguments(PosTerminalIn())
 @blp.response(201, PosTerminalWithSecretOut)
+@raises(ValidationFailed)
 def create_terminal(args: dict[str, Any]) -> pos.IssuedKey:
     """新建门店 POS 终端：返回密钥编号与签名密钥（密钥仅此一次）"""
     operator_id, at = current_operator().id, mall_time().now
@@ -59,6 +61,7 @@ def list_terminals(args: dict[str, Any]) -> list[PosTerminal]:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, PosTerminalWithSecretOut)
+@raises(pos.PosTerminalNotFound, pos.TerminalInactive)
 def rotate_key(terminal_id: int) -> pos.IssuedKey:
     """更换终端密钥：返回新的密钥编号与签名密钥（仅此一次），旧密钥立即失效"""
     operator_id, at = current_operator().id, mall_time().now
@@ -77,6 +80,7 @@ def rotate_key(terminal_id: int) -> pos.IssuedKey:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, PosTerminalOut)
+@raises(pos.PosTerminalNotFound)
 def deactivate_terminal(terminal_id: int) -> PosTerminal:
     """停用终端：其请求立即被拒绝（不可恢复，需新建终端）"""
     operator_id = current_operator().id

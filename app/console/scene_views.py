@@ -10,7 +10,9 @@ from flask_smorest import Blueprint
 from app.auth import BEARER_SECURITY, current_operator, operator_required
 from app.console.schemas import PageArgs, QrSceneIn, QrSceneOut
 from app.db import transaction
+from app.errors import NotFound, ValidationFailed, raises
 from app.extensions import extensions
+from app.integrations import wechat_client
 from app.models import QrScene
 from app.services import scenes
 
@@ -22,6 +24,7 @@ blp = Blueprint("admin_qr_scenes", __name__, url_prefix="/api/admin/v1", descrip
 @operator_required
 @blp.arguments(QrSceneIn())
 @blp.response(201, QrSceneOut)
+@raises(NotFound, ValidationFailed)
 def create_qr_scene(args: dict[str, Any]) -> QrScene:
     """新建注册二维码场景（门店、导购、活动、海报、推荐）"""
     with transaction() as session:
@@ -47,6 +50,7 @@ def list_qr_scenes(args: dict[str, Any]) -> list[QrScene]:
     responses={"200": {"description": "小程序码 PNG 图片", "content": {"image/png": {}}}},
 )
 @operator_required
+@raises(NotFound, wechat_client.WeChatRateLimited, wechat_client.WeChatUnavailable)
 def qr_scene_image(scene_id: int) -> Response:
     """下载该场景的小程序码图片（微信 getwxacodeunlimit）"""
     with transaction() as session:

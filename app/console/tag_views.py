@@ -26,10 +26,11 @@ from app.console.tag_schemas import (
     TagUpdateIn,
 )
 from app.db import report_transaction, run_transaction, transaction
+from app.errors import Conflict, NotFound, raises
 from app.extensions import mall_time
 from app.models.kpi import KpiDaily
 from app.models.tag import Segment, SegmentationSettings, Tag
-from app.services import kpis, segmentation, segments, tags
+from app.services import kpis, segmentation, segments, tag_rules, tags
 from app.services.tag_rules import RuleContext, describe_fields
 
 blp = Blueprint(
@@ -74,6 +75,7 @@ def list_tags() -> list[dict[str, Any]]:
 @operator_required
 @blp.arguments(TagIn())
 @blp.response(201, TagOut)
+@raises(tags.TagCodeTaken, tags.TagReadOnly, tag_rules.InvalidTagRule)
 def create_tag(args: dict[str, Any]) -> dict[str, Any]:
     """新建规则标签或手工标签；规则标签在下次夜间刷新（或 flask tags refresh）时打到会员身上"""
     operator_id, at = current_operator().id, mall_time()
@@ -86,6 +88,7 @@ def create_tag(args: dict[str, Any]) -> dict[str, Any]:
 @operator_required
 @blp.arguments(TagUpdateIn())
 @blp.response(200, TagOut)
+@raises(NotFound, tags.TagReadOnly, tag_rules.InvalidTagRule)
 def update_tag(args: dict[str, Any], tag_id: int) -> dict[str, Any]:
     """修改标签名称、规则或启停；系统标签不可修改"""
     at = mall_time()
@@ -102,6 +105,7 @@ def update_tag(args: dict[str, Any], tag_id: int) -> dict[str, Any]:
 @operator_required
 @blp.arguments(HoldersArgs(), location="query")
 @blp.response(200, HolderOut(many=True))
+@raises(NotFound)
 def tag_holders(args: dict[str, Any], tag_id: int) -> list[Any]:
     """持有该标签的会员，按会员号分页（after = 上一页最后的会员号）"""
     with transaction() as session:
@@ -125,6 +129,7 @@ def member_tags(member_id: int) -> dict[str, Any]:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(204)
+@raises(NotFound, Conflict, tags.TagNotManual)
 def set_member_tag(member_id: int, tag_id: int) -> None:
     """给会员打手工标签（重复设置无影响）"""
     operator_id, at = current_operator().id, mall_time()
@@ -137,6 +142,7 @@ def set_member_tag(member_id: int, tag_id: int) -> None:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(204)
+@raises(NotFound, tags.TagNotManual)
 def remove_member_tag(member_id: int, tag_id: int) -> None:
     """移除会员的手工标签（保留在历史中）"""
     operator_id, at = current_operator().id, mall_time()
@@ -196,6 +202,7 @@ def list_segments() -> list[dict[str, Any]]:
 @operator_required
 @blp.arguments(SegmentIn())
 @blp.response(201, SegmentOut)
+@raises(segments.SegmentNameTaken)
 def create_segment(args: dict[str, Any]) -> dict[str, Any]:
     """新建人群分组（标签与会员条件的组合），可作为发券活动的目标人群"""
     operator_id, at = current_operator().id, mall_time()
@@ -211,6 +218,7 @@ def create_segment(args: dict[str, Any]) -> dict[str, Any]:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, SegmentOut)
+@raises(NotFound)
 def get_segment(segment_id: int) -> dict[str, Any]:
     """人群分组及其当前人数"""
     at = mall_time()
@@ -224,6 +232,7 @@ def get_segment(segment_id: int) -> dict[str, Any]:
 @operator_required
 @blp.arguments(SegmentIn())
 @blp.response(200, SegmentOut)
+@raises(NotFound, segments.SegmentNameTaken)
 def update_segment(args: dict[str, Any], segment_id: int) -> dict[str, Any]:
     """修改人群分组"""
     at = mall_time()
@@ -239,6 +248,7 @@ def update_segment(args: dict[str, Any], segment_id: int) -> dict[str, Any]:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(204)
+@raises(NotFound, segments.SegmentInUse)
 def delete_segment(segment_id: int) -> None:
     """删除人群分组（已用于发券活动的不能删除）"""
     run_transaction(lambda session: segments.delete_segment(session, segment_id))
@@ -249,6 +259,7 @@ def delete_segment(segment_id: int) -> None:
 @operator_required
 @blp.arguments(HoldersArgs(), location="query")
 @blp.response(200, SegmentMemberOut(many=True))
+@raises(NotFound)
 def segment_members(args: dict[str, Any], segment_id: int) -> list[Any]:
     """人群中的会员，按会员号分页（after = 上一页最后的会员号）"""
     at = mall_time()

@@ -17,6 +17,7 @@ from app.console.task_schemas import (
     task_row_out,
 )
 from app.db import run_transaction, transaction
+from app.errors import NotFound, raises
 from app.extensions import mall_time
 from app.models.task import TaskRule, TaskSettings, TaskStatus
 from app.services import task_rules, tasks
@@ -39,6 +40,7 @@ def list_task_rules() -> list[TaskRule]:
 @operator_required
 @blp.arguments(TaskRuleIn())
 @blp.response(201, TaskRuleOut)
+@raises(task_rules.TaskRuleNameTaken, task_rules.InvalidTaskRule)
 def create_task_rule(args: dict[str, Any]) -> TaskRule:
     """新建任务规则：标签、人群或生命周期变化 → 任务类型；从下一次任务生成（每天 07:30）起生效"""
     values, operator_id = task_rules.RuleValues(**args), current_operator().id
@@ -49,6 +51,7 @@ def create_task_rule(args: dict[str, Any]) -> TaskRule:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, TaskRuleOut)
+@raises(NotFound)
 def get_task_rule(rule_id: int) -> TaskRule:
     """任务规则详情"""
     with transaction() as session:
@@ -60,6 +63,7 @@ def get_task_rule(rule_id: int) -> TaskRule:
 @operator_required
 @blp.arguments(TaskRuleIn())
 @blp.response(200, TaskRuleOut)
+@raises(NotFound, task_rules.TaskRuleNameTaken, task_rules.InvalidTaskRule)
 def update_task_rule(args: dict[str, Any], rule_id: int) -> TaskRule:
     """修改任务规则（需提交全部字段）；已生成的任务保留生成时的记录"""
     values = task_rules.RuleValues(**args)
@@ -70,6 +74,7 @@ def update_task_rule(args: dict[str, Any], rule_id: int) -> TaskRule:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(200, TaskRuleOut)
+@raises(NotFound)
 def deactivate_task_rule(rule_id: int) -> TaskRule:
     """停用任务规则（不再生成任务；已生成的任务不受影响）"""
     return run_transaction(lambda session: task_rules.deactivate_rule(session, rule_id))

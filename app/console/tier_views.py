@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from app.auth import BEARER_SECURITY, operator_required
 from app.console.points_schemas import AdminTierIn, AdminTierOut
 from app.db import run_transaction, transaction
+from app.errors import NotFound, ValidationFailed, raises
 from app.models import Tier
 from app.services import points_rules, tiers
 
@@ -30,6 +31,12 @@ def list_tiers() -> list[Tier]:
 @operator_required
 @blp.arguments(AdminTierIn())
 @blp.response(201, AdminTierOut)
+@raises(
+    points_rules.TierCodeExists,
+    points_rules.TierRankExists,
+    points_rules.TierThresholdsInvalid,
+    ValidationFailed,
+)
 def create_tier(args: dict[str, Any]) -> Tier:
     """新增会员等级；升级门槛须随等级升高而提高。会员在下次消费或定期评级时进入新等级"""
     values = points_rules.TierValues(**args)
@@ -41,6 +48,13 @@ def create_tier(args: dict[str, Any]) -> Tier:
 @operator_required
 @blp.arguments(AdminTierIn())
 @blp.response(200, AdminTierOut)
+@raises(
+    NotFound,
+    points_rules.TierCodeExists,
+    points_rules.TierRankExists,
+    points_rules.TierThresholdsInvalid,
+    ValidationFailed,
+)
 def update_tier(args: dict[str, Any], tier_id: int) -> Tier:
     """修改会员等级（需提交全部字段）；权益立即生效，门槛在下次消费或定期评级时生效"""
     values = points_rules.TierValues(**args)
@@ -51,6 +65,7 @@ def update_tier(args: dict[str, Any], tier_id: int) -> Tier:
 @blp.doc(security=BEARER_SECURITY)
 @operator_required
 @blp.response(204)
+@raises(NotFound, points_rules.LastTier, points_rules.TierInUse)
 def delete_tier(tier_id: int) -> None:
     """删除会员等级；仍有会员或有升降级记录的等级不能删除"""
     run_transaction(lambda session: points_rules.delete_tier(session, tier_id))

@@ -29,7 +29,7 @@ from flask_smorest import Blueprint
 
 from app import idempotency
 from app.db import transaction
-from app.errors import DomainError
+from app.errors import DomainError, declare_raises
 from app.extensions import extensions, mall_time
 from app.models import Partner, PosTerminal
 from app.services import partners, pos
@@ -107,7 +107,7 @@ def partner_signature_required(view: F) -> F:
         g.current_partner = _verified_partner()
         return view(*args, **kwargs)
 
-    return cast(F, wrapper)
+    return declare_raises(cast(F, wrapper), SignatureRequired, SignatureInvalid, SignatureExpired)
 
 
 def current_partner() -> Partner:
@@ -141,7 +141,9 @@ def pos_signature_required(view: F) -> F:
         replayed = idempotency.authenticated(f"pos:{g.current_pos_terminal.id}")
         return replayed if replayed is not None else view(*args, **kwargs)
 
-    return cast(F, wrapper)
+    return declare_raises(
+        cast(F, wrapper), PosSignatureRequired, PosSignatureInvalid, SignatureExpired, pos.NonceReused
+    )
 
 
 def current_pos_terminal() -> PosTerminal:

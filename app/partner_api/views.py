@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.db import run_transaction
+from app.errors import NotFound, raises
 from app.extensions import extensions, mall_time
 from app.partner_api import signing
 from app.partner_api.schemas import ActivityCreditIn, ActivityCreditOut
@@ -47,6 +48,7 @@ blp = signing.SignedBlueprint(
 @blp.arguments(ActivityCreditIn())
 @blp.response(201, ActivityCreditOut, description="新登记的活动")
 @blp.alt_response(200, schema=ActivityCreditOut, description="同一事件重复提交：返回首次结果")
+@raises(partners.MemberNotFound, NotFound, partners.EventConflict, points.IdempotencyConflict)
 def credit_activity(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """合作方为会员的活动（如跑步消耗的千卡）积分；同一事件编号只积分一次，每人每日有上限"""
     partner = signing.current_partner()

@@ -9,7 +9,9 @@ from flask_smorest import Blueprint
 from app import idempotency
 from app.auth import Audience, issue_token
 from app.db import run_transaction, transaction
+from app.errors import AuthInvalid, NotFound, raises
 from app.extensions import extensions
+from app.integrations import wechat_client
 from app.ratelimit import LimitKind
 from app.services import members
 from app.throttling import rate_limited
@@ -23,6 +25,13 @@ idempotency.enable(blp)
 @rate_limited(LimitKind.LOGIN)
 @blp.arguments(WeChatLoginIn())
 @blp.response(200, LoginOut)
+@raises(
+    members.WeChatLoginCodeInvalid,
+    AuthInvalid,
+    NotFound,
+    wechat_client.WeChatRateLimited,
+    wechat_client.WeChatUnavailable,
+)
 def login(args: dict[str, Any]) -> dict[str, Any]:
     """用 wx.login() 的 code 登录；已注册时一并返回会员信息"""
     wechat = extensions().wechat

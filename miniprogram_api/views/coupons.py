@@ -10,10 +10,11 @@ from flask_smorest import Blueprint
 from app import idempotency, qr
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
 from app.db import transaction
+from app.errors import NotFound, raises
 from app.extensions import extensions, mall_time
 from app.models import Coupon, CouponTemplate
 from app.ratelimit import LimitKind
-from app.services import coupon_claims, coupons, members
+from app.services import consents, coupon_claims, coupons, members, points
 from app.throttling import rate_limited
 from miniprogram_api.schemas import (
     ClaimableTemplateOut,
@@ -52,6 +53,21 @@ def _known_sold_out(template_id: int) -> None:
 @blp.arguments(ClaimHeaders(), location="headers")
 @blp.response(201, CouponOut, description="领到的优惠券")
 @blp.alt_response(200, schema=CouponOut, description="同一请求编号重试：返回已领到的券")
+@raises(
+    consents.ConsentRenewalRequired,
+    coupons.NotEligible,
+    coupons.CouponTemplateNotFound,
+    members.MemberNotRegistered,
+    NotFound,
+    coupons.CouponNotAvailable,
+    coupons.DailyLimitReached,
+    points.IdempotencyConflict,
+    points.InsufficientPoints,
+    coupons.IssueKeyConflict,
+    coupons.LimitReached,
+    coupons.OutsideClaimWindow,
+    coupons.SoldOut,
+)
 def claim(headers: dict[str, Any], template_id: int) -> tuple[Coupon, int]:
     """领券；积分商城的券同时扣除积分（要么都成功，要么都不发生）"""
     coupon, created = coupon_claims.claim_for_shopper(
@@ -70,6 +86,7 @@ def claim(headers: dict[str, Any], template_id: int) -> tuple[Coupon, int]:
 @wechat_account_required
 @blp.arguments(MyCouponsArgs(), location="query")
 @blp.response(200, CouponOut(many=True))
+@raises(members.MemberNotRegistered)
 def my_coupons(args: dict[str, Any]) -> list[Coupon]:
     """我的优惠券（可用 / 已使用 / 已过期）"""
     with transaction() as session:
@@ -81,6 +98,13 @@ def my_coupons(args: dict[str, Any]) -> list[Coupon]:
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
 @blp.response(200, CouponCodeOut)
+@raises(
+    coupons.CouponNotFound,
+    members.MemberNotRegistered,
+    coupons.CouponExpired,
+    coupons.CouponNotYetValid,
+    coupons.CouponUsed,
+)
 def coupon_code(coupon_id: int) -> dict[str, Any]:
     """出示优惠券：一次性券码，约每分钟变化"""
     at = mall_time()

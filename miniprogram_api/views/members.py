@@ -11,10 +11,12 @@ from flask_smorest import Blueprint
 from app import idempotency, qr
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
 from app.db import run_transaction, transaction, utcnow
+from app.errors import NotFound, ValidationFailed, raises
 from app.extensions import extensions, mall_time
+from app.integrations import wechat_client
 from app.models import Member
 from app.ratelimit import LimitKind
-from app.services import consents, members
+from app.services import consents, coupons, members, points
 from app.throttling import rate_limited
 from miniprogram_api.privacy_schemas import MeOut
 from miniprogram_api.schemas import MemberCodeOut, MemberOut, SignUpIn
@@ -37,6 +39,18 @@ idempotency.enable(blp)
 @blp.arguments(SignUpIn())
 @blp.response(201, MemberOut, description="新注册的会员")
 @blp.alt_response(200, schema=MemberOut, description="已是会员（或手机号已在商场登记）：返回同一会员")
+@raises(
+    members.PhoneCodeInvalid,
+    NotFound,
+    points.IdempotencyConflict,
+    coupons.SoldOut,
+    members.ConsentOutdated,
+    members.ConsentRequired,
+    members.PhoneNotSupported,
+    ValidationFailed,
+    wechat_client.WeChatRateLimited,
+    wechat_client.WeChatUnavailable,
+)
 def sign_up(args: dict[str, Any]) -> tuple[Member, int]:
     """注册会员：手机号授权 + 同意隐私政策；重复提交返回同一会员"""
     ext = extensions()
@@ -69,6 +83,7 @@ def sign_up(args: dict[str, Any]) -> tuple[Member, int]:
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
 @blp.response(200, MeOut)
+@raises(members.MemberNotRegistered, NotFound)
 def me() -> MemberWithConsent:
     """我的会员卡：脱敏手机号、等级、积分、专属顾问；隐私政策更新后 consent.required 为 true"""
     with transaction() as session:
@@ -83,6 +98,7 @@ def me() -> MemberWithConsent:
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
 @blp.response(200, MemberCodeOut)
+@raises(members.MemberNotRegistered)
 def member_code() -> dict[str, Any]:
     """动态会员码：约每分钟变化，扫码一次即失效"""
     with transaction() as session:

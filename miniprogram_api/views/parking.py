@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 from app import idempotency
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
 from app.db import run_transaction, transaction
+from app.errors import NotFound, ValidationFailed, raises
 from app.extensions import extensions, mall_time
+from app.integrations import carpark
 from app.integrations.carpark import (
     CarParkClient,
     CarParkNoAnswer,
@@ -22,7 +24,7 @@ from app.integrations.carpark import (
 )
 from app.mall_time import MallTime
 from app.models import MemberPlate, ParkingPayment, ParkingQuote
-from app.services import members, parking, plates
+from app.services import coupons, members, parking, plates
 from miniprogram_api.parking_schemas import (
     PaymentHeaders,
     PaymentIn,
@@ -42,6 +44,7 @@ idempotency.enable(blp)
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
 @blp.response(200, PlateOut(many=True))
+@raises(members.MemberNotRegistered)
 def my_plates() -> list[MemberPlate]:
     """我绑定的车牌（最多 3 个）"""
     with transaction() as session:
@@ -55,6 +58,7 @@ def my_plates() -> list[MemberPlate]:
 @blp.arguments(PlateIn())
 @blp.response(201, PlateOut, description="新绑定的车牌")
 @blp.alt_response(200, schema=PlateOut, description="该车牌已绑定在我名下")
+@raises(NotFound, plates.PlateBoundToOtherMember, plates.PlateLimitReached, plates.PlateInvalid)
 def bind_plate(args: dict[str, Any]) -> tuple[MemberPlate, int]:
     """绑定车牌；已被其他会员绑定的车牌返回 409"""
     at = mall_time()
@@ -71,6 +75,7 @@ def bind_plate(args: dict[str, Any]) -> tuple[MemberPlate, int]:
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
 @blp.response(204)
+@raises(members.MemberNotRegistered, NotFound, plates.PlateNotBound, plates.PlateInvalid)
 def unbind_plate(plate: str) -> None:
     """解绑车牌"""
     with transaction() as session:
@@ -91,6 +96,18 @@ class QuoteView:
 @wechat_account_required
 @blp.arguments(QuoteArgs(), location="query")
 @blp.response(200, QuoteOut)
+@raises(
+    carpark.CarNotInLot,
+    members.MemberNotRegistered,
+    plates.PlateNotBound,
+    parking.FeeChanged,
+    plates.PlateBoundToOtherMember,
+    parking.VisitAlreadyPaid,
+    parking.CouponNotNeeded,
+    plates.PlateInvalid,
+    parking.PointsOverLimit,
+    carpark.CarParkUnavailable,
+)
 def quote(args: dict[str, Any]) -> QuoteView:
     """查询停车费：入场时间、时长、费用，以及依次按等级免费时长、消费满额免费时长、停车券、积分抵扣后
     还需支付的金额；报价几分钟内有效"""
@@ -122,6 +139,26 @@ def quote(args: dict[str, Any]) -> QuoteView:
 @blp.response(201, PaymentOut, description="抵扣已被停车场接受（status=paid）")
 @blp.alt_response(202, schema=PaymentOut, description="停车场未及时答复（status=unknown），稍后自动核对")
 @blp.alt_response(200, schema=PaymentOut, description="同一请求编号重试：返回原缴费记录")
+@raises(
+    carpark.CarNotInLot,
+    coupons.CouponNotFound,
+    parking.QuoteNotFound,
+    coupons.CouponExpired,
+    coupons.CouponNotYetValid,
+    coupons.CouponUsed,
+    parking.FeeChanged,
+    parking.NothingToPay,
+    parking.PaymentKeyConflict,
+    parking.PaymentRefused,
+    parking.QuoteExpired,
+    parking.QuoteUsed,
+    parking.CouponNotForParking,
+    parking.CouponNotNeeded,
+    parking.PointsOverLimit,
+    ValidationFailed,
+    carpark.CarParkUnavailable,
+    parking.PaymentNotDelivered,
+)
 def pay(args: dict[str, Any], headers: dict[str, Any]) -> tuple[ParkingPayment, int]:
     """按报价缴费：扣积分、用停车券和免费时长（同一事务），再通知停车场；停车场拒绝或无法连接时全部退回。
     停车费有变化时返回 409，请重新查询"""

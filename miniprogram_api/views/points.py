@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app import idempotency
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
 from app.db import run_transaction, transaction
+from app.errors import NotFound, raises
 from app.extensions import mall_time
 from app.ratelimit import LimitKind
 from app.services import members, points, rewards, tiers
@@ -32,6 +33,7 @@ idempotency.enable(blp)
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
 @blp.response(200, PointsSummaryOut)
+@raises(members.MemberNotRegistered, NotFound)
 def my_points() -> points.PointsSummary:
     """积分余额、30 天内将过期的积分、待抵扣欠分"""
     with transaction() as session:
@@ -44,6 +46,7 @@ def my_points() -> points.PointsSummary:
 @wechat_account_required
 @blp.arguments(EntriesPageArgs(), location="query")
 @blp.response(200, PointsEntriesOut)
+@raises(members.MemberNotRegistered)
 def my_points_entries(args: dict[str, Any]) -> dict[str, Any]:
     """积分明细（新的在前）；用 next_cursor 翻页"""
     with transaction() as session:
@@ -59,6 +62,7 @@ def my_points_entries(args: dict[str, Any]) -> dict[str, Any]:
 @wechat_account_required
 @rate_limited(LimitKind.CHECKIN)
 @blp.response(200, CheckInOut)
+@raises(NotFound, points.IdempotencyConflict)
 def check_in() -> dict[str, Any]:
     """每日签到；同一天重复签到返回当天的结果"""
     at = mall_time()
@@ -85,6 +89,7 @@ def check_in() -> dict[str, Any]:
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
 @blp.response(200, ShareOut)
+@raises(NotFound, points.IdempotencyConflict)
 def share() -> rewards.ShareResult:
     """分享小程序得积分（每日有上限）"""
     at = mall_time()
@@ -100,6 +105,7 @@ def share() -> rewards.ShareResult:
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
 @blp.response(200, TierProgressOut)
+@raises(members.MemberNotRegistered, NotFound)
 def my_tier() -> tiers.TierProgress:
     """当前等级、升级进度与等级权益"""
     with transaction() as session:

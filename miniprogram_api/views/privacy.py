@@ -10,9 +10,10 @@ from flask_smorest import Blueprint
 from app import idempotency
 from app.auth import BEARER_SECURITY, current_wechat_account_id, wechat_account_required
 from app.db import run_transaction, transaction
+from app.errors import NotFound, raises
 from app.extensions import extensions, mall_time
 from app.models import MemberConsent
-from app.services import consents, members, personal_data
+from app.services import consents, members, personal_data, points
 from miniprogram_api.privacy_schemas import ConsentIn, ConsentOut, DeletionOut, ExportOut
 
 blp = Blueprint(
@@ -26,6 +27,7 @@ idempotency.enable(blp)
 @wechat_account_required
 @blp.arguments(ConsentIn())
 @blp.response(201, ConsentOut, description="已记录本次同意（版本、时间、来源 IP）")
+@raises(members.MemberNotRegistered, members.ConsentOutdated, members.ConsentRequired)
 def consent(args: dict[str, Any]) -> MemberConsent:
     """同意最新版本的隐私政策（政策更新后须重新同意）"""
     account_id = current_wechat_account_id()
@@ -45,6 +47,7 @@ def consent(args: dict[str, Any]) -> MemberConsent:
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
 @blp.response(200, ExportOut)
+@raises(members.MemberNotRegistered, NotFound)
 def export() -> dict[str, Any]:
     """导出我的全部个人信息（JSON）：资料、同意记录、微信身份、积分、优惠券、消费、车牌、停车、标签、顾问与签到"""
     at = mall_time()
@@ -58,6 +61,13 @@ def export() -> dict[str, Any]:
 @blp.doc(security=BEARER_SECURITY)
 @wechat_account_required
 @blp.response(200, DeletionOut, description="已注销：说明删除了什么、保留了什么以及原因")
+@raises(
+    members.MemberNotRegistered,
+    NotFound,
+    personal_data.AlreadyDeleted,
+    personal_data.DeletionRefused,
+    points.IdempotencyConflict,
+)
 def delete_account() -> dict[str, Any]:
     """注销会员账号：删除或匿名化个人信息，登录凭证立即失效；停车缴费未完成时不能注销"""
     account_id = current_wechat_account_id()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from flask.testing import FlaskClient
 
@@ -100,3 +103,69 @@ def test_field_errors_are_explained_in_chinese(client: FlaskClient) -> None:
         "message": "请求参数有误",
         "details": {"code": ["应为字符串"], "extra": ["不支持的字段"]},
     }
+
+
+def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method in ("get", "put", "post", "delete", "patch"):
+            if method in item:
+                yield f"{method.upper()} {path}", item, item[method]
+
+
+def _takes_input(path_item: dict[str, Any], operation: dict[str, Any]) -> bool:
+    """A body, query arguments or an Idempotency-Key: each is validated, and refused with 422."""
+    parameters = [*path_item.get("parameters", []), *operation.get("parameters", [])]
+    return "requestBody" in operation or any(
+        parameter.get("in") == "query"
+        or parameter.get("$ref", "").endswith("/IdempotencyKey")
+        or parameter.get("name") == "Idempotency-Key"
+        for parameter in parameters
+    )
+
+
+def _documents_error(spec: dict[str, Any], operation: dict[str, Any], status: str) -> bool:
+    response = operation["responses"].get(status)
+    if response is None:
+        return False
+    if "$ref" in response:
+        response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    schema = response["content"]["application/json"]["schema"]
+    return schema == {"$ref": "#/components/schemas/Error"}
+
+
+def test_every_operation_documents_its_errors_and_nothing_is_left_to_a_default(client: FlaskClient) -> None:
+    """No catch-all `default` response (it would make any status conform), and the errors every
+    caller can meet are listed: 401 where credentials are required, 422 where input is validated,
+    404 where the path names a resource; each in the shared Error schema."""
+    spec = client.get("/api/openapi.json").get_json()
+
+    undocumented = []
+    for label, path_item, operation in _operations(spec):
+        if "default" in operation["responses"]:
+            undocumented.append(f"{label}: default")
+        expected = []
+        if operation.get("security"):
+            expected.append("401")
+        if _takes_input(path_item, operation):
+            expected.append("422")
+        if "{" in label:
+            expected.append("404")
+        if "requestBody" in operation:
+            expected.append("413")
+        undocumented += [
+            f"{label}: {status}" for status in expected if not _documents_error(spec, operation, status)
+        ]
+    assert undocumented == []
+
+
+def test_documented_errors_name_their_codes(client: FlaskClient) -> None:
+    spec = client.get("/api/openapi.json").get_json()
+
+    verify = spec["paths"]["/api/staff/v1/coupon-redemptions"]["post"]["responses"]
+    assert {"401", "403", "409", "422", "423", "429"} <= set(verify)
+    assert "CODE_VERIFY_LOCKED" in verify["423"]["description"]
+    assert "AUTH_REQUIRED" in verify["401"]["description"]
+    pos_purchase = spec["paths"]["/api/pos/v1/purchases"]["post"]["responses"]
+    assert "NONCE_REUSED" in pos_purchase["401"]["description"]
+    quote = spec["paths"]["/api/mp/v1/me/parking/quote"]["get"]["responses"]
+    assert "DEPENDENCY_UNAVAILABLE" in quote["503"]["description"]
