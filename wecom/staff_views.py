@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app import idempotency
 from app.auth import BEARER_SECURITY, Audience, current_staff, issue_token, staff_required
 from app.db import run_transaction, transaction, utcnow
-from app.errors import NotFound, ValidationFailed, raises
+from app.errors import NotFound, raises
 from app.extensions import extensions, mall_time
 from app.integrations import wechat_client
 from app.models import StaffRole
@@ -73,17 +73,7 @@ def verify_member_code(args: dict[str, Any]) -> members.MemberCard:
 @blp.arguments(PurchaseIn())
 @blp.response(201, PurchaseResultOut, description="新登记的消费")
 @blp.alt_response(200, schema=PurchaseResultOut, description="同一小票重复提交：返回原记录")
-@raises(
-    member_codes.MemberCodeInvalid,
-    purchases.StoreNotAllowed,
-    NotFound,
-    points.IdempotencyConflict,
-    member_codes.MemberCodeUsed,
-    purchases.MemberDeleted,
-    purchases.MemberMergedAway,
-    purchases.ReceiptConflict,
-    ValidationFailed,
-)
+@raises(*purchases.RECORDING_ERRORS)
 def record_purchase(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """登记消费并为会员积分：扫会员码或填会员编号；同一门店同一小票只记一次"""
     staff = current_staff()

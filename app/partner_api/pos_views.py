@@ -8,11 +8,11 @@ from sqlalchemy.orm import Session
 
 from app import idempotency
 from app.db import run_transaction
-from app.errors import NotFound, ValidationFailed, raises
+from app.errors import NotFound, raises
 from app.extensions import extensions, mall_time
 from app.partner_api import signing
 from app.partner_api.pos_schemas import PosPurchaseIn, PosPurchaseResultOut, PosRefundIn, PosRefundOut
-from app.services import member_codes, points, pos, purchases
+from app.services import points, pos, purchases
 
 POS_SECURITY: list[dict[str, list[str]]] = [{"posSignature": []}]
 
@@ -50,18 +50,7 @@ idempotency.enable(blp)
 @blp.arguments(PosPurchaseIn())
 @blp.response(201, PosPurchaseResultOut, description="新登记的消费")
 @blp.alt_response(200, schema=PosPurchaseResultOut, description="同一小票重复提交：返回原记录")
-@raises(
-    member_codes.MemberCodeInvalid,
-    purchases.StoreNotAllowed,
-    pos.MemberNotFound,
-    NotFound,
-    points.IdempotencyConflict,
-    member_codes.MemberCodeUsed,
-    purchases.MemberDeleted,
-    purchases.MemberMergedAway,
-    purchases.ReceiptConflict,
-    ValidationFailed,
-)
+@raises(*purchases.RECORDING_ERRORS, pos.MemberNotFound)
 def record_purchase(args: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """登记本终端门店的消费并为会员积分：会员码或手机号识别会员，都不填为非会员消费；同一小票只记一次"""
     terminal = signing.current_pos_terminal()

@@ -58,6 +58,20 @@ class StoreNotAllowed(Forbidden):
     code, message = "STORE_NOT_ALLOWED", "只能为本门店登记消费或退货"
 
 
+# What recording a purchase by member code or member id may refuse with, for the APIs' documentation.
+RECORDING_ERRORS: tuple[type[DomainError], ...] = (
+    member_codes.MemberCodeInvalid,
+    member_codes.MemberCodeUsed,
+    StoreNotAllowed,
+    NotFound,
+    points.IdempotencyConflict,
+    MemberDeleted,
+    MemberMergedAway,
+    ReceiptConflict,
+    ValidationFailed,
+)
+
+
 @dataclass(frozen=True)
 class NewPurchase:
     store_id: int
