@@ -12,7 +12,6 @@ from functools import cache
 from typing import Any
 
 import redis
-from alembic.script import ScriptDirectory
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
@@ -24,6 +23,8 @@ from app.db import bound_database
 @cache
 def code_heads() -> frozenset[str]:
     """The Alembic head revisions of this release's migrations (read once per process)."""
+    from alembic.script import ScriptDirectory
+
     from app.cli import alembic_config
 
     return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
