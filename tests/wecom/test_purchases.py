@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.config import Config
 from app.db import utcnow
 from app.extensions import mall_time
 from app.models import (
@@ -30,6 +31,13 @@ from tests import factories
 from tests.flows import bearer, registered_shopper, staff_login
 
 WELCOME = PointsSettings.DEFAULTS["welcome_points"]
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    # The counter's staff here credit faster than any cashier (a hundred repeats of one receipt at
+    # once): rate limits are tested in tests/app/test_rate_limits.py.
+    return config.with_overrides(RATE_LIMIT_VERIFY="1000/minute")
 
 
 @pytest.fixture
