@@ -286,6 +286,12 @@ def seed_shoppers(app: Flask, mall: Mall) -> list[int]:
             " SELECT 'wxbench', CONCAT('bench-openid-', id), id, joined_at, UTC_TIMESTAMP() FROM members"
             f" WHERE id BETWEEN {mall.member_ids[0]} AND {mall.member_ids[-1]} ORDER BY id"
         )
+        # They signed up under the current privacy policy: claims ask for consent to it.
+        connection.exec_driver_sql(
+            "INSERT INTO member_consents (member_id, wechat_account_id, policy_version, granted_at)"
+            " SELECT member_id, id, %s, created_at FROM wechat_accounts WHERE appid = 'wxbench'",
+            (app.extensions["mallmember"].config.PRIVACY_POLICY_VERSION,),
+        )
         rows = connection.exec_driver_sql(
             "SELECT id FROM wechat_accounts WHERE appid = 'wxbench' ORDER BY id"
         ).all()
