@@ -64,9 +64,6 @@ class Server:
         return bool(server_errors)
 
 
-BENCH_UNLIMITED = ("RATE_LIMIT_LOGIN", "RATE_LIMIT_CLAIM", "RATE_LIMIT_VERIFY", "RATE_LIMIT_CHECKIN")
-
-
 @contextmanager
 def gunicorn(
     database_url: str,
@@ -89,10 +86,7 @@ def gunicorn(
         "APP_ENV": "development",
         "SECRET_KEY": secret_key,
         "REDIS_URL": redis_url or "",
-        # Every client of a benchmark comes from 127.0.0.1 and a handful of accounts, which the shopper
-        # and staff rate limits would turn into 429s: the limits stay in the path (each request is
-        # counted) but far above what a benchmark sends.
-        **{name: "1000000/minute" for name in BENCH_UNLIMITED},
+        **benchdb.UNLIMITED,
     }
     log_file = tempfile.NamedTemporaryFile(prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
