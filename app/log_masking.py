@@ -52,7 +52,8 @@ _SENSITIVE_NAMES = (
 # (`name=`, `"name": "`, `'name': '`, `name: `), then the value up to the next separator.
 _NAMED_VALUE = re.compile(
     r"(?i)(?<![A-Za-z0-9])(" + "|".join(re.escape(name) for name in _SENSITIVE_NAMES) + r")"
-    r"([\"']?[ \t]*[=:][ \t]*b?[\"']?)"
+    # `b'...'` is a bytes repr, case-sensitively: a value may itself start with "B" or "b".
+    r"([\"']?[ \t]*[=:][ \t]*(?:(?-i:b)[\"'])?[\"']?)"
     r"([^\s&\"',;)}\]>]+)"
 )
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")

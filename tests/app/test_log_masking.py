@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from app.config import PROJECT_ROOT, Config
+from app.log_masking import mask
 from app.sandbox import SandboxProcess
 from tests.flows import bearer, shopper_login, sign_up
 
@@ -171,3 +172,17 @@ def test_gunicorn_access_log_masks_tokens_and_phones_in_the_url(config: Config) 
     assert access, output
     assert "access_token=***&openid=***&phone=138****5678" in access[0]
     assert_masked(output, token, PHONE, OPENID)
+
+
+@pytest.mark.parametrize(
+    ("line", "masked"),
+    [
+        ("GET /x?access_token=BqX9 HTTP/1.1", "GET /x?access_token=*** HTTP/1.1"),
+        ("GET /x?access_token=bqX9&y=1", "GET /x?access_token=***&y=1"),
+        ("{'session_key': b'c2Vz'}", "{'session_key': b'***'}"),
+        ('{"secret": "Bob"}', '{"secret": "***"}'),
+    ],
+)
+def test_a_value_is_masked_whole_whatever_letter_it_starts_with(line: str, masked: str) -> None:
+    # The token in the URL is random: one that started with "B" kept its first letter.
+    assert mask(line) == masked
