@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine, QueuePool, func, select
+from sqlalchemy import Engine, QueuePool, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from app.db import (
 )
 from app.models import Store
 from tests import factories
+from tests.conftest import autocommit_session
 
 
 def test_a_failing_unit_of_work_leaves_nothing_behind(app: Flask, session: Session) -> None:
@@ -150,3 +151,34 @@ def test_pool_settings_come_from_the_environment() -> None:
         size=5, max_overflow=0, recycle_seconds=300, timeout_seconds=2, pre_ping=True
     )
     assert Config.from_env({}).pool_settings() == PoolSettings()
+
+
+@pytest.mark.mariadb
+def test_a_connection_returns_to_the_pool_without_a_rollback_after_a_commit_but_rolled_back_inside_one(
+    config: Config, session: Session
+) -> None:
+    app = create_app(config.with_overrides(DB_POOL_SIZE=1, DB_MAX_OVERFLOW=0))
+    engine = bound_database(app).engine
+    store = factories.create_store(session)
+    session.commit()
+
+    def rollbacks_sent() -> int:
+        # The pool's single connection, so the counter is that connection's own.
+        with transaction(app) as work:
+            return int(work.execute(text("SHOW SESSION STATUS LIKE 'Com_rollback'")).one()[1])
+
+    before = rollbacks_sent()
+    for _ in range(3):
+        with transaction(app) as work:
+            work.get(Store, store.id, with_for_update=True)
+    assert rollbacks_sent() == before  # each COMMIT was the end of it: no ROLLBACK round trip
+
+    # Returned in the middle of a transaction (raw DBAPI use, or an error before the commit):
+    # rolled back on the way in, so its row lock does not outlive it.
+    raw = engine.raw_connection()
+    raw.cursor().execute("SELECT id FROM stores WHERE id = %s FOR UPDATE", (store.id,))
+    raw.close()
+    assert rollbacks_sent() == before + 1
+    with autocommit_session(config.DATABASE_URL) as other, other.begin():
+        nowait = text("SELECT id FROM stores WHERE id = :id FOR UPDATE NOWAIT")
+        assert other.execute(nowait, {"id": store.id}).scalar_one() == store.id
