@@ -38,7 +38,9 @@ class JsonFormatter(logging.Formatter):
         if request_id:
             entry["request_id"] = request_id
         if has_request_context():
-            entry["method"], entry["path"] = request.method, request.path
+            # The path is the client's text; the message, exception and stack were masked above,
+            # and the other values are ours (a request id is only kept when it looks like one).
+            entry["method"], entry["path"] = request.method, mask(request.path)
         for name in _REQUEST_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
@@ -47,10 +49,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = record.stack_info
-        return json.dumps(
-            {key: mask(value) if isinstance(value, str) else value for key, value in entry.items()},
-            ensure_ascii=False,
-        )
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def use_json_lines(logger: logging.Logger | None = None) -> None:
