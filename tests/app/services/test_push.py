@@ -118,7 +118,7 @@ def mall(app: Flask, session: Session, today: date) -> dict[str, Any]:
     task(staff["ben"], yesterday, today, "昨日客", TaskStatus.DONE)
     task(None, yesterday, today, "昨日池中客")
     session.flush()
-    return {"store": store, **staff}
+    return {"store": store, "add_task": task, **staff}
 
 
 def enqueue(app: Flask, day: date, now: datetime = T0) -> dict[str, int]:
@@ -168,6 +168,28 @@ def test_the_digest_job_sends_each_advisor_one_card_and_managers_a_summary_once_
     runs = session.scalars(select(JobRun).where(JobRun.job == "push-digests").order_by(JobRun.id)).all()
     assert [run.counts["sent"] for run in runs if run.counts] == [3, 0]
     assert all(run.finished_at and run.error is None for run in runs)
+
+
+def test_a_digest_lists_the_three_most_urgent_of_the_advisors_own_tasks(
+    app: Flask, session: Session, sandbox: SandboxProcess, mall: dict, today: date
+) -> None:
+    for nickname in ("晚到期甲", "晚到期乙"):
+        mall["add_task"](mall["ann"], today, today + timedelta(days=10), nickname)
+    session.flush()
+
+    enqueue(app, today)
+    send(app, Clock(T0))
+
+    cards = {message["touser"]: message["textcard"] for message in sandbox.messages("wecom")}
+    assert cards["ann"]["title"] == "今日导购任务：5 条"
+    listed = [line for line in cards["ann"]["description"].split("</div>") if " · " in line]
+    assert [line.rsplit(" · ", 1)[1] for line in listed] == ["逾期客", "小红", "小绿"]
+    assert [
+        line.rsplit(" · ", 1)[1] for line in cards["ben"]["description"].split("</div>") if " · " in line
+    ] == [
+        "小蓝",
+        "小紫",
+    ]
 
 
 def test_push_cli_enqueues_a_given_day_and_send_sends_what_is_due(
