@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from app import nightly
@@ -25,6 +25,7 @@ from app.models import (
     Member,
     MemberStats,
     MemberTag,
+    MemberTagHistory,
     PurchaseRefund,
     QrScene,
     RfmSegment,
@@ -34,7 +35,7 @@ from app.models import (
 )
 from app.models.kpi import MALL_WIDE
 from app.models.tag import MemberStatsQueue, StatsRefresh
-from app.services import kpis, segmentation
+from app.services import kpis, segmentation, tags
 from tests import factories
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -408,3 +409,32 @@ def test_an_ordinary_night_recomputes_only_changed_members_and_matches_a_full_re
     dormant_tag = session.scalar(select(Tag.id).where(Tag.code == "lifecycle:dormant"))
     assert session.get(MemberTag, (turns_dormant.id, dormant_tag)) is not None
     assert session.scalar(select(func.count()).select_from(MemberStatsQueue)) == 0
+
+
+def test_tags_that_end_are_moved_to_the_history_chunk_by_chunk(
+    app: Flask, session: Session, new_member: Callable[..., Member], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tags, "END_CHUNK", 2)
+    members = [new_member(joined_days_ago=3) for _ in range(5)]
+    refresh(app)
+    later = MallTime(AT.now + timedelta(days=60), SHANGHAI)
+
+    refresh(app, later)  # no longer new: five lifecycle tags end, in three chunks of at most two
+
+    new_tag = session.scalars(select(Tag.id).where(Tag.code == "lifecycle:new")).one()
+    ids = [member.id for member in members]
+    assert not session.scalars(select(MemberTag.member_id).where(MemberTag.tag_id == new_tag)).all()
+    ended = session.scalars(
+        select(MemberTagHistory.member_id).where(
+            MemberTagHistory.tag_id == new_tag, MemberTagHistory.member_id.in_(ids)
+        )
+    ).all()
+    assert sorted(ended) == sorted(ids)
+
+
+@pytest.mark.mariadb
+def test_a_chunk_of_ended_tags_stays_an_index_range_for_mariadb(session: Session) -> None:
+    # From in_predicate_conversion_threshold values on, MariaDB makes the IN list a subquery, and a
+    # single-table DELETE then scans the whole of member_tags for every chunk.
+    threshold = session.execute(text("SELECT @@in_predicate_conversion_threshold")).scalar_one()
+    assert threshold > 2 * tags.END_CHUNK
