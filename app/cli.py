@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app import jobs, nightly
 from app.config import PROJECT_ROOT
 from app.db import transaction, utcnow
-from app.extensions import extensions, mall_time
+from app.extensions import extensions, mall_time, settings
 from app.import_cli import register_import_commands
 from app.keys_cli import register_key_commands
 from app.mall_time import MallTime
@@ -122,6 +122,11 @@ def register_commands(app: Flask) -> None:
         "--batch-size", default=nightly.DEFAULT_BATCH_SIZE, show_default=True, help="members per transaction"
     )
     @click.option(
+        "--connections",
+        type=click.IntRange(min=1),
+        help="ranges of members worked on at once  [default: NIGHTLY_CONNECTIONS]",
+    )
+    @click.option(
         "--step",
         "steps",
         multiple=True,
@@ -134,7 +139,9 @@ def register_commands(app: Flask) -> None:
         type=click.DateTime(formats=["%Y-%m-%d"]),
         help="business day to refresh for, as it ended (default: today, now); to catch up a missed night",
     )
-    def refresh_tags(batch_size: int, steps: tuple[str, ...], as_of: datetime | None) -> None:
+    def refresh_tags(
+        batch_size: int, connections: int | None, steps: tuple[str, ...], as_of: datetime | None
+    ) -> None:
         """The nightly refresh: statistics, lifecycle, RFM, tags, KPIs of today. Safe to stop and re-run."""
         at = mall_time()
         if as_of is not None:
@@ -143,6 +150,7 @@ def register_commands(app: Flask) -> None:
             current_app._get_current_object(),  # type: ignore[attr-defined]
             at,
             batch_size=batch_size,
+            connections=connections or settings().NIGHTLY_CONNECTIONS,
             steps=steps or nightly.STEPS,
             progress=_ProgressBars(),
         )

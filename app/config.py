@@ -64,6 +64,9 @@ class Config:
     # serves its own /metrics on (job durations) for Prometheus; 0 = none.
     SCHEDULER_STOP_GRACE_SECONDS: int = 60
     SCHEDULER_METRICS_PORT: int = 0
+    # The nightly refresh (app.nightly) works through this many ranges of members at once, each on its
+    # own database connection: about the database server's cores. SQLite always uses one.
+    NIGHTLY_CONNECTIONS: int = 2
     MALL_NAME: str = "MallMember 示范商场"
     MALL_TIMEZONE: str = "Asia/Shanghai"
 

@@ -2,26 +2,35 @@
 system and rule tags, KPIs, in that order.
 
 Each step works on ranges of member ids, one transaction per range, so memory stays flat and an
-interrupted run loses at most one range; every step gives the same result when run again, so the
-remedy for an interruption is to run the whole refresh again (`flask tags refresh`).
+interrupted run loses at most the ranges under way; every step gives the same result when run again, so
+the remedy for an interruption is to run the whole refresh again (`flask tags refresh`).
+
+The statistics and tags steps run `connections` ranges at once (NIGHTLY_CONNECTIONS, default 2): the
+work is MySQL's, and one statement at a time leaves all but one of its cores idle. Ranges are disjoint
+sets of members, so their transactions touch different rows.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import islice
 
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from app.db import transaction
+from app.db import bound_database, transaction
 from app.mall_time import MallTime
 from app.services import kpis, segmentation, tags
 from app.services.tag_rules import RuleContext
 from app.steps import StepReport, timed
 
 DEFAULT_BATCH_SIZE = 20_000
+DEFAULT_CONNECTIONS = 2
 
 STEPS = ("stats", "rfm", "tags", "kpis")
 
@@ -50,23 +59,41 @@ def refresh(
     at: MallTime,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    connections: int = DEFAULT_CONNECTIONS,
     steps: tuple[str, ...] = STEPS,
     progress: Progress | None = None,
 ) -> RefreshReport:
-    """Run the nightly steps for business day `at.today`."""
+    """Run the nightly steps for business day `at.today`, `connections` ranges of members at a time."""
     report = RefreshReport(as_of=at.today)
     notify = progress or (lambda _step, _done, _total: None)
+    counting = threading.Lock()  # the ranges' work adds to `report` from several threads
     with transaction(app) as session:
         limits = segmentation.thresholds(session, at)
         batches = segmentation.member_id_batches(session, batch_size)
         tags.ensure_system_tags(session)
 
+    connections = max(1, connections)
+    if bound_database(app).engine.dialect.name == "sqlite":
+        connections = 1  # one writer at a time there: more would only queue for the lock
+
     def per_batch(name: str, work: Callable[[Session, int, int], int]) -> None:
-        with timed(report.steps, name) as step:
-            for done, (low, high) in enumerate(batches, start=1):
-                with transaction(app) as session:
-                    step.rows += work(session, low, high)
+        def one_range(bounds: tuple[int, int]) -> int:
+            with app.app_context(), transaction(app) as session:
+                return work(session, *bounds)
+
+        # At most `connections` ranges are under way: a range starts when an earlier one has finished
+        # and been reported, so an interruption (or a failure) leaves no more than that many begun.
+        ranges = iter(batches)
+        with timed(report.steps, name) as step, ThreadPoolExecutor(connections) as pool:
+            under_way = deque(pool.submit(one_range, bounds) for bounds in islice(ranges, connections))
+            done = 0
+            while under_way:
+                step.rows += under_way.popleft().result()
+                done += 1
                 notify(name, done, len(batches))
+                following = next(ranges, None)
+                if following is not None:
+                    under_way.append(pool.submit(one_range, following))
 
     if "stats" in steps:
         with transaction(app) as session:
@@ -77,7 +104,8 @@ def refresh(
 
         def stats_and_stages(session: Session, low: int, high: int) -> int:
             written = segmentation.refresh_stats(session, low, high, limits, queued_only=plan.incremental)
-            report.transitions += written.transitions
+            with counting:
+                report.transitions += written.transitions
             return written.rows
 
         per_batch("stats", stats_and_stages)
@@ -98,8 +126,9 @@ def refresh(
             counts = tags.refresh_system_tags(session, low, high, at, changed_since=changed_since)
             for tag in rule_tags:
                 counts += tags.refresh_tag(session, tag, low, high, context)
-            report.tags_added += counts.added
-            report.tags_removed += counts.removed
+            with counting:
+                report.tags_added += counts.added
+                report.tags_removed += counts.removed
             return counts.added + counts.removed
 
         per_batch("tags", refresh_tags)

@@ -87,6 +87,10 @@ def gunicorn(
         "SECRET_KEY": secret_key,
         "REDIS_URL": redis_url or "",
         **benchdb.UNLIMITED,
+        # gunicorn.conf.py recycles a worker every ~5,000 requests (a guard against leaks): during a
+        # round that is a cold worker the CPU meter does not know, so a round with one in it measured
+        # a third less throughput and negative CPU per request. Recycling is off while we measure.
+        "WEB_MAX_REQUESTS": "0",
     }
     log_file = tempfile.NamedTemporaryFile(prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(

@@ -306,7 +306,7 @@ def test_an_interrupted_refresh_is_finished_by_running_it_again(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        nightly.refresh(app, AT, batch_size=3, progress=interrupt_after_two_batches)
+        nightly.refresh(app, AT, batch_size=3, connections=1, progress=interrupt_after_two_batches)
     partial = session.scalar(select(func.count()).select_from(MemberStats))
     refresh(app)
 
