@@ -64,21 +64,12 @@ if os.environ.get("LOG_FORMAT", "json" if os.environ.get("APP_ENV") == "producti
     }
 
 
-# How long a thread may hold the GIL while another waits for it (Python's default is 5 ms). A request
-# comes back from MySQL a dozen times and each time needs the GIL; with 5 ms it could wait that long
-# behind a busy thread at every step (see scripts/bench/README.md, "earn").
-gil_switch_interval_seconds = _int("WEB_GIL_SWITCH_INTERVAL_US", 5000) / 1_000_000
-
-
 def post_fork(server: Any, worker: Any) -> None:
     """A forked worker must not share the master's database connections."""
-    import sys
-
     from app.db import bound_database
     from wsgi import app
 
     bound_database(app).dispose(close=False)
-    sys.setswitchinterval(gil_switch_interval_seconds)
 
 
 def child_exit(server: Any, worker: Any) -> None:

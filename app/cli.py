@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app import jobs, nightly
 from app.config import PROJECT_ROOT
 from app.db import transaction, utcnow
-from app.extensions import extensions, mall_time, settings
+from app.extensions import extensions, mall_time
 from app.import_cli import register_import_commands
 from app.keys_cli import register_key_commands
 from app.mall_time import MallTime
@@ -150,7 +150,7 @@ def register_commands(app: Flask) -> None:
             current_app._get_current_object(),  # type: ignore[attr-defined]
             at,
             batch_size=batch_size,
-            connections=connections or settings().NIGHTLY_CONNECTIONS,
+            connections=connections,
             steps=steps or nightly.STEPS,
             progress=_ProgressBars(),
         )

@@ -255,11 +255,7 @@ def reconcile_parking() -> str:
 
 def refresh_tags() -> str:
     """The nightly refresh of statistics, lifecycle, RFM, tags and KPIs (app.nightly)."""
-    report = nightly.refresh(
-        current_app._get_current_object(),  # type: ignore[attr-defined]
-        mall_time(),
-        connections=settings().NIGHTLY_CONNECTIONS,
-    )
+    report = nightly.refresh(current_app._get_current_object(), mall_time())  # type: ignore[attr-defined]
     return (
         f"refreshed as of {report.as_of} in {report.seconds:.1f} s: {report.transitions} lifecycle "
         f"transitions, {report.tags_added} tags added, {report.tags_removed} removed"

@@ -12,13 +12,13 @@ sets of members, so their transactions touch different rows.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import islice
+from typing import TypeVar
 
 from flask import Flask
 from sqlalchemy.orm import Session
@@ -30,12 +30,12 @@ from app.services.tag_rules import RuleContext
 from app.steps import StepReport, timed
 
 DEFAULT_BATCH_SIZE = 20_000
-DEFAULT_CONNECTIONS = 2
 
 STEPS = ("stats", "rfm", "tags", "kpis")
 
 # (step, done, total): called after each unit of work of a step.
 Progress = Callable[[str, int, int], None]
+Result = TypeVar("Result")
 
 
 @dataclass
@@ -59,25 +59,30 @@ def refresh(
     at: MallTime,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    connections: int = DEFAULT_CONNECTIONS,
+    connections: int | None = None,
     steps: tuple[str, ...] = STEPS,
     progress: Progress | None = None,
 ) -> RefreshReport:
-    """Run the nightly steps for business day `at.today`, `connections` ranges of members at a time."""
+    """Run the nightly steps for business day `at.today`, `connections` ranges of members at a time
+    (default NIGHTLY_CONNECTIONS)."""
     report = RefreshReport(as_of=at.today)
     notify = progress or (lambda _step, _done, _total: None)
-    counting = threading.Lock()  # the ranges' work adds to `report` from several threads
     with transaction(app) as session:
         limits = segmentation.thresholds(session, at)
         batches = segmentation.member_id_batches(session, batch_size)
         tags.ensure_system_tags(session)
 
-    connections = max(1, connections)
+    connections = max(1, connections or app.extensions["mallmember"].config.NIGHTLY_CONNECTIONS)
     if bound_database(app).engine.dialect.name == "sqlite":
         connections = 1  # one writer at a time there: more would only queue for the lock
 
-    def per_batch(name: str, work: Callable[[Session, int, int], int]) -> None:
-        def one_range(bounds: tuple[int, int]) -> int:
+    def per_batch(
+        name: str, work: Callable[[Session, int, int], Result], tally: Callable[[Result], int]
+    ) -> None:
+        """`work` on every range, in its own transaction and thread; `tally` adds a range's result to
+        the report, in this thread, and returns its rows."""
+
+        def one_range(bounds: tuple[int, int]) -> Result:
             with app.app_context(), transaction(app) as session:
                 return work(session, *bounds)
 
@@ -88,7 +93,7 @@ def refresh(
             under_way = deque(pool.submit(one_range, bounds) for bounds in islice(ranges, connections))
             done = 0
             while under_way:
-                step.rows += under_way.popleft().result()
+                step.rows += tally(under_way.popleft().result())
                 done += 1
                 notify(name, done, len(batches))
                 following = next(ranges, None)
@@ -102,13 +107,14 @@ def refresh(
                 report.queued = segmentation.queue_changed_members(session, plan, limits)
         report.incremental = plan.incremental
 
-        def stats_and_stages(session: Session, low: int, high: int) -> int:
-            written = segmentation.refresh_stats(session, low, high, limits, queued_only=plan.incremental)
-            with counting:
-                report.transitions += written.transitions
+        def stats_and_stages(session: Session, low: int, high: int) -> segmentation.StatsWritten:
+            return segmentation.refresh_stats(session, low, high, limits, queued_only=plan.incremental)
+
+        def count_stats(written: segmentation.StatsWritten) -> int:
+            report.transitions += written.transitions
             return written.rows
 
-        per_batch("stats", stats_and_stages)
+        per_batch("stats", stats_and_stages, count_stats)
         with transaction(app) as session:
             segmentation.finish_stats(session, plan, limits)
     if "rfm" in steps:
@@ -122,16 +128,18 @@ def refresh(
             changed_since = segmentation.untagged_since(session, at.today)
             session.expunge_all()
 
-        def refresh_tags(session: Session, low: int, high: int) -> int:
+        def refresh_tags(session: Session, low: int, high: int) -> tags.RefreshCounts:
             counts = tags.refresh_system_tags(session, low, high, at, changed_since=changed_since)
             for tag in rule_tags:
                 counts += tags.refresh_tag(session, tag, low, high, context)
-            with counting:
-                report.tags_added += counts.added
-                report.tags_removed += counts.removed
+            return counts
+
+        def count_tags(counts: tags.RefreshCounts) -> int:
+            report.tags_added += counts.added
+            report.tags_removed += counts.removed
             return counts.added + counts.removed
 
-        per_batch("tags", refresh_tags)
+        per_batch("tags", refresh_tags, count_tags)
         with transaction(app) as session:
             segmentation.finish_tags(session, at)
     if "kpis" in steps:

@@ -3,7 +3,9 @@ their boundaries, RFM quintiles (ties included) and the eight segments, KPI form
 
 from __future__ import annotations
 
+import itertools
 import random
+import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -438,3 +440,24 @@ def test_a_chunk_of_ended_tags_stays_an_index_range_for_mariadb(session: Session
     # single-table DELETE then scans the whole of member_tags for every chunk.
     threshold = session.execute(text("SELECT @@in_predicate_conversion_threshold")).scalar_one()
     assert threshold > 2 * tags.END_CHUNK
+
+
+@pytest.mark.mariadb
+def test_the_ranges_are_worked_on_two_at_once(
+    app: Flask, session: Session, new_member: Callable[..., Member], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(9):
+        new_member()
+    both_under_way = threading.Barrier(2, timeout=10)
+    calls = itertools.count()
+    refresh_stats = segmentation.refresh_stats
+
+    def meeting(*args: Any, **kwargs: Any) -> segmentation.StatsWritten:
+        if next(calls) < 2:
+            both_under_way.wait()  # BrokenBarrierError if the first two ranges ran one after the other
+        return refresh_stats(*args, **kwargs)
+
+    monkeypatch.setattr(segmentation, "refresh_stats", meeting)
+    nightly.refresh(app, AT, batch_size=3, connections=2, steps=("stats",))
+
+    assert session.scalar(select(func.count()).select_from(MemberStats)) == 9
