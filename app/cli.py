@@ -91,13 +91,13 @@ def register_commands(app: Flask) -> None:
             f"{business_day}: enqueued {enqueued['digests']} digests, "
             f"{enqueued['store_summaries']} store summaries"
         )
-        _echo_sent(push.send_due(lambda: transaction(app), extensions().wecom, utcnow))
+        _echo_sent(jobs.send_due_messages(app))
 
     @push_group.command("send")
     def push_send() -> None:
         """Send (or retry) the WeCom messages that are due."""
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        _echo_sent(push.send_due(lambda: transaction(app), extensions().wecom, utcnow))
+        _echo_sent(jobs.send_due_messages(app))
 
     app.cli.add_command(push_group)
 

@@ -67,6 +67,9 @@ class Config:
     # The nightly refresh (app.nightly) works through this many ranges of members at once, each on its
     # own database connection: about the database server's cores. SQLite always uses one.
     NIGHTLY_CONNECTIONS: int = 2
+    # WeCom messages (digests, summaries) are sent from this many threads at once: each call waits on
+    # WeCom's answer, so one sender spends most of its time waiting. SQLite always uses one.
+    WECOM_PUSH_SENDERS: int = 4
     MALL_NAME: str = "MallMember 示范商场"
     MALL_TIMEZONE: str = "Asia/Shanghai"
 

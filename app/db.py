@@ -217,6 +217,14 @@ def bound_database(app: Flask | None = None) -> BoundDatabase:
     return (app or current_app).extensions["db"]
 
 
+def concurrent_writers(wanted: int, app: Flask | None = None) -> int:
+    """How many threads should write to the database at once, of `wanted`: one on SQLite, where more
+    would only queue for its single write lock."""
+    if bound_database(app).engine.dialect.name == "sqlite":
+        return 1
+    return max(1, wanted)
+
+
 @contextmanager
 def transaction(app: Flask | None = None) -> Iterator[Session]:
     """One unit of work: commit when the block ends, roll back if it raises.

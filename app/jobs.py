@@ -27,7 +27,7 @@ from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
 from app import nightly, wecom_events
-from app.db import run_transaction, transaction, utcnow
+from app.db import concurrent_writers, run_transaction, transaction, utcnow
 from app.extensions import extensions, mall_time, settings
 from app.integrations.carpark import CarParkError, PaymentState
 from app.mall_time import MallTime
@@ -313,7 +313,7 @@ def push_digests() -> JobResult:
     enqueued = run_transaction(
         lambda session: push.enqueue_day(session, at.today, utcnow(), settings().PUBLIC_BASE_URL)
     )
-    report = push.send_due(lambda: transaction(app), extensions().wecom, utcnow)
+    report = send_due_messages(app)
     counts = {**enqueued, **report.counts()}
     return JobResult(
         f"{at.today}: enqueued {enqueued['digests']} digests and {enqueued['store_summaries']} store "
@@ -324,9 +324,14 @@ def push_digests() -> JobResult:
 
 def send_outbox() -> JobResult:
     """Send (or retry) the WeCom messages that are due."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    report = push.send_due(lambda: transaction(app), extensions().wecom, utcnow)
+    report = send_due_messages(current_app._get_current_object())  # type: ignore[attr-defined]
     return JobResult(_sent_sentence(report), report.counts())
+
+
+def send_due_messages(app: Flask) -> push.SendReport:
+    """Send the WeCom outbox's due messages from WECOM_PUSH_SENDERS threads."""
+    senders = concurrent_writers(settings().WECOM_PUSH_SENDERS, app)
+    return push.send_due(lambda: transaction(app), extensions().wecom, utcnow, senders=senders)
 
 
 def _sent_sentence(report: push.SendReport) -> str:

@@ -23,7 +23,7 @@ from typing import TypeVar
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from app.db import bound_database, transaction
+from app.db import concurrent_writers, transaction
 from app.mall_time import MallTime
 from app.services import kpis, segmentation, tags
 from app.services.tag_rules import RuleContext
@@ -72,9 +72,9 @@ def refresh(
         batches = segmentation.member_id_batches(session, batch_size)
         tags.ensure_system_tags(session)
 
-    connections = max(1, connections or app.extensions["mallmember"].config.NIGHTLY_CONNECTIONS)
-    if bound_database(app).engine.dialect.name == "sqlite":
-        connections = 1  # one writer at a time there: more would only queue for the lock
+    connections = concurrent_writers(
+        connections or app.extensions["mallmember"].config.NIGHTLY_CONNECTIONS, app
+    )
 
     def per_batch(
         name: str, work: Callable[[Session, int, int], Result], tally: Callable[[Result], int]

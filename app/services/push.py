@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -50,6 +51,8 @@ RATE_LIMIT_PAUSE = timedelta(minutes=1)
 # Longer than a batch takes to send; a crashed sender's rows are due again after it.
 CLAIM_LEASE = timedelta(minutes=5)
 DEFAULT_BATCH_SIZE = 100
+# A batch per claim when several senders share the outbox.
+SENDER_BATCH_SIZE = 10
 TOP_PRIORITIES = 3
 # A text card's description holds 512 bytes: the busiest advisors only.
 SUMMARY_ADVISORS = 6
@@ -262,10 +265,11 @@ def enqueue_day(session: Session, day: date, now: datetime, public_base_url: str
 
 def claim_due(
     session: Session, now: datetime, *, limit: int, token: str, lease: timedelta = CLAIM_LEASE
-) -> list[WeComOutboxMessage]:
+) -> list[WeComOutboxMessage] | None:
     """Claim up to `limit` due rows for the sender holding `token`: no other sender gets them until the
-    lease runs out. The UPDATE re-checks the condition on the latest rows, so of two senders that picked
-    the same ids, the second finds them no longer due."""
+    lease runs out. None when nothing is due. The UPDATE re-checks the condition on the latest rows, so
+    of two senders that picked the same ids, the second finds them no longer due and gets an empty list:
+    it should try again in a new transaction, whose snapshot shows the first one's claim."""
     due_ids = session.scalars(
         select(WeComOutboxMessage.id)
         .where(WeComOutboxMessage.status.in_(_DUE), WeComOutboxMessage.next_attempt_at <= now)
@@ -273,7 +277,7 @@ def claim_due(
         .limit(limit)
     ).all()
     if not due_ids:
-        return []
+        return None
     session.execute(
         update(WeComOutboxMessage)
         .where(
@@ -311,6 +315,15 @@ class SendReport:
             "invalid_users": len(self.invalid_users),
         }
 
+    def __add__(self, other: SendReport) -> SendReport:
+        return SendReport(
+            self.sent + other.sent,
+            self.retrying + other.retrying,
+            self.dead + other.dead,
+            self.rate_limited or other.rate_limited,
+            self.invalid_users + other.invalid_users,
+        )
+
 
 @dataclass(frozen=True)
 class _Claimed:
@@ -326,19 +339,37 @@ def send_due(
     now: Callable[[], datetime],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    senders: int = 1,
 ) -> SendReport:
-    """Send every due outbox row, batch by batch, each outcome in its own transaction. Stops early when
-    WeCom says we are over a rate limit: the rest of the batch waits `RATE_LIMIT_PAUSE`."""
+    """Send every due outbox row, each outcome in its own transaction, from `senders` threads at once
+    (each claims its own batches, so no row is sent by two). A sender stops early when WeCom says we are
+    over a rate limit: the rest of its batch waits `RATE_LIMIT_PAUSE` (the others soon hear the same)."""
+    if senders <= 1:
+        return _send_batches(transactions, wecom, now, batch_size)
+    # Small batches, so that the last rows are not all left to one sender.
+    per_sender = max(1, min(batch_size, SENDER_BATCH_SIZE))
+    with ThreadPoolExecutor(senders, thread_name_prefix="wecom-sender") as pool:
+        running = [pool.submit(_send_batches, transactions, wecom, now, per_sender) for _ in range(senders)]
+        return sum((sender.result() for sender in running), SendReport())
+
+
+def _send_batches(
+    transactions: Callable[[], AbstractContextManager[Session]],
+    wecom: WeComClient,
+    now: Callable[[], datetime],
+    batch_size: int,
+) -> SendReport:
+    """One sender: claim a batch under its own token, send it row by row, until nothing is due."""
     report = SendReport()
     token = secrets.token_hex(16)
     while True:
         started = now()
         with transactions() as session:
+            rows = claim_due(session, started, limit=batch_size, token=token)
             claimed = [
-                _Claimed(row.id, row.touser.split("|"), dict(row.payload), row.attempts)
-                for row in claim_due(session, started, limit=batch_size, token=token)
+                _Claimed(row.id, row.touser.split("|"), dict(row.payload), row.attempts) for row in rows or ()
             ]
-        if not claimed:
+        if rows is None:
             return report
         for position, row in enumerate(claimed):
             try:

@@ -14,10 +14,11 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import create_app
+from app import create_app, jobs
 from app.config import Config
 from app.db import bound_database, run_transaction, transaction
 from app.extensions import extensions, mall_time
+from app.integrations.wecom_client import WeComClient
 from app.models import (
     AdvisorTask,
     JobRun,
@@ -319,6 +320,81 @@ def test_a_message_failing_every_time_is_given_up_after_the_maximum_attempts(
     row = outbox(session)["ann"]
     assert row.status is OutboxStatus.DEAD and row.attempts == push.MAX_ATTEMPTS
     assert recipients(sandbox) == []
+
+
+def enqueue_texts(app: Flask, userids: list[str], day: date, now: datetime = T0) -> None:
+    items = [
+        push.OutboxItem(
+            f"digest:{userid}", OutboxKind.DIGEST, [userid], {"msgtype": "text", "text": {"content": userid}}
+        )
+        for userid in userids
+    ]
+    with app.app_context():
+        run_transaction(lambda s: push.enqueue(s, items, day, now))
+
+
+class MeetingSenders:
+    """A WeCom client whose senders each wait, on their first message, until `count` of them are
+    sending at once (a broken barrier fails the send: they were not sending together)."""
+
+    def __init__(self, wecom: Any, count: int) -> None:
+        self.wecom = wecom
+        self.meeting = threading.Barrier(count, timeout=10)
+        self.first_send = threading.local()
+        self.threads: set[str] = set()
+
+    def send_message(self, userids: list[str], message: dict[str, Any]) -> dict[str, Any]:
+        if not getattr(self.first_send, "done", False):
+            self.first_send.done = True
+            self.threads.add(threading.current_thread().name)
+            self.meeting.wait()
+        answer: dict[str, Any] = self.wecom.send_message(userids, message)
+        return answer
+
+
+@pytest.mark.mariadb
+def test_several_senders_send_at_once_and_every_row_exactly_once(
+    app: Flask, session: Session, sandbox: SandboxProcess, today: date
+) -> None:
+    userids = [f"advisor{n:03d}" for n in range(45)]
+    enqueue_texts(app, userids, today)
+    with app.app_context():
+        wecom = MeetingSenders(extensions().wecom, 4)
+        report = push.send_due(lambda: transaction(app), wecom, Clock(T0), senders=4)  # type: ignore[arg-type]
+
+    assert len(wecom.threads) == 4
+    assert report.sent == len(userids)
+    assert recipients(sandbox) == sorted(userids)
+    assert {row.status for row in outbox(session).values()} == {OutboxStatus.SENT}
+
+
+def test_the_push_job_sends_from_one_thread_on_sqlite_and_from_the_configured_senders_elsewhere(
+    config: Config, session: Session, sandbox: SandboxProcess, today: date, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(config.with_overrides(WECOM_PUSH_SENDERS=3))
+    userids = [f"advisor{n:03d}" for n in range(25)]
+    enqueue_texts(app, userids, today, datetime.now(UTC) - timedelta(seconds=1))
+    threads: set[str] = set()
+    send_message = WeComClient.send_message
+
+    def recording(self: WeComClient, *args: Any) -> dict[str, Any]:
+        threads.add(threading.current_thread().name)
+        return send_message(self, *args)
+
+    monkeypatch.setattr(WeComClient, "send_message", recording)
+    try:
+        with app.app_context():
+            report = jobs.send_due_messages(app)
+    finally:
+        bound_database(app).engine.dispose()
+    sqlite = bound_database(app).engine.dialect.name == "sqlite"
+
+    assert report.sent == len(userids)
+    assert recipients(sandbox) == sorted(userids)
+    if sqlite:
+        assert threads == {threading.current_thread().name}
+    else:
+        assert len(threads) == 3 and threading.current_thread().name not in threads
 
 
 @pytest.mark.mariadb
