@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from app import nightly
@@ -36,7 +36,7 @@ from app.models import (
     Tag,
 )
 from app.models.kpi import MALL_WIDE
-from app.models.tag import MemberStatsQueue, StatsRefresh
+from app.models.tag import MemberStatsQueue, StatsRefresh, TagKind, TagSource
 from app.services import kpis, segmentation, tags
 from tests import factories
 
@@ -434,12 +434,27 @@ def test_tags_that_end_are_moved_to_the_history_chunk_by_chunk(
     assert sorted(ended) == sorted(ids)
 
 
-@pytest.mark.mariadb
-def test_a_chunk_of_ended_tags_stays_an_index_range_for_mariadb(session: Session) -> None:
-    # From in_predicate_conversion_threshold values on, MariaDB makes the IN list a subquery, and a
-    # single-table DELETE then scans the whole of member_tags for every chunk.
-    threshold = session.execute(text("SELECT @@in_predicate_conversion_threshold")).scalar_one()
-    assert threshold > 2 * tags.END_CHUNK
+def test_ending_tags_by_key_moves_exactly_those_keys(
+    session: Session, new_member: Callable[..., Member], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tags, "END_CHUNK", 2)
+    first, second, third = (new_member() for _ in range(3))
+    gold, silver = (Tag(code=code, name=code, kind=TagKind.MANUAL) for code in ("gold", "silver"))
+    session.add_all([gold, silver])
+    session.flush()
+    for member in (first, second, third):
+        for tag in (gold, silver):
+            session.add(MemberTag(member_id=member.id, tag_id=tag.id, source=TagSource.MANUAL, since=AT.now))
+    session.flush()
+    ending = [(first.id, gold.id), (second.id, silver.id), (third.id, gold.id)]
+    which = or_(*(and_(MemberTag.member_id == member, MemberTag.tag_id == tag) for member, tag in ending))
+
+    assert tags._end(session, which, AT.now) == 3
+
+    held = session.execute(select(MemberTag.member_id, MemberTag.tag_id)).all()
+    assert sorted(held) == sorted([(first.id, silver.id), (second.id, gold.id), (third.id, silver.id)])
+    history = session.execute(select(MemberTagHistory.member_id, MemberTagHistory.tag_id)).all()
+    assert sorted(history) == sorted(ending)
 
 
 @pytest.mark.mariadb
