@@ -18,6 +18,9 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY . .
+# Bytecode written once here: the tree is read-only at run time, and every process (each gunicorn worker,
+# each scheduled command) would otherwise compile the app's modules when it starts (~0.3 s).
+RUN python -m compileall -q app miniprogram_api wecom migrations wsgi.py
 
 # Never root: a compromised worker gets an unprivileged account and a read-only tree.
 RUN useradd --system --uid 10001 --home-dir /srv/mallmember --shell /usr/sbin/nologin mallmember \

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from html import escape
 from typing import Any
 
@@ -359,7 +360,9 @@ def _send_batches(
     now: Callable[[], datetime],
     batch_size: int,
 ) -> SendReport:
-    """One sender: claim a batch under its own token, send it row by row, until nothing is due."""
+    """One sender: claim a batch under its own token, send it row by row, record the batch's outcomes in
+    one transaction, until nothing is due. A sender that dies before recording leaves its rows claimed;
+    they are sent again when the lease runs out, and WeCom's duplicate check answers those as sent."""
     report = SendReport()
     token = secrets.token_hex(16)
     while True:
@@ -371,37 +374,74 @@ def _send_batches(
             ]
         if rows is None:
             return report
-        for position, row in enumerate(claimed):
-            try:
-                answer = wecom.send_message(row.userids, row.message)
-            except WeChatRateLimited as error:
-                with transactions() as session:
-                    _defer(
-                        session, [item.id for item in claimed[position:]], token, now(), _error_text(error)
-                    )
-                report.rate_limited = True
-                return report
-            except WeChatUnavailable as error:
-                errcode = (error.details or {}).get("errcode")
-                with transactions() as session:
-                    if errcode == _ALL_RECIPIENTS_INVALID:
-                        _record_invalid(session, row, token, row.userids, now(), _error_text(error))
-                        report.dead += 1
-                        report.invalid_users += row.userids
-                    elif _record_failure(session, row, token, now(), _error_text(error)):
-                        report.dead += 1
-                    else:
-                        report.retrying += 1
-                continue
-            invalid = [userid for userid in str(answer.get("invaliduser") or "").split("|") if userid]
-            with transactions() as session:
-                if invalid and set(row.userids) <= set(invalid):
-                    _record_invalid(session, row, token, invalid, now(), "接收人均无效")
+        outcomes = _send_claimed(claimed, token, wecom, now, report)
+        with transactions() as session:
+            for record in outcomes.records:
+                record(session)
+            _mark_reachability(session, outcomes.reached, outcomes.invalid, now())
+        if report.rate_limited:
+            return report
+
+
+@dataclass
+class _Outcomes:
+    """A batch's outcomes, to record in one transaction."""
+
+    records: list[Callable[[Session], None]] = field(default_factory=list)
+    reached: set[str] = field(default_factory=set)
+    invalid: set[str] = field(default_factory=set)
+
+
+def _send_claimed(
+    claimed: list[_Claimed], token: str, wecom: WeComClient, now: Callable[[], datetime], report: SendReport
+) -> _Outcomes:
+    """Send the claimed rows in order; stops at a rate limit, deferring the rest."""
+    outcomes = _Outcomes()
+    for position, row in enumerate(claimed):
+        try:
+            answer = wecom.send_message(row.userids, row.message)
+        except WeChatRateLimited as error:
+            unsent = [item.id for item in claimed[position:]]
+            outcomes.records.append(
+                partial(_defer, row_ids=unsent, token=token, now=now(), error=_error_text(error))
+            )
+            report.rate_limited = True
+            return outcomes
+        except WeChatUnavailable as error:
+            at, described = now(), _error_text(error)
+            if (error.details or {}).get("errcode") == _ALL_RECIPIENTS_INVALID:
+                outcomes.records.append(
+                    partial(_record_invalid, row=row, token=token, now=at, error=described)
+                )
+                outcomes.invalid.update(row.userids)
+                report.dead += 1
+                report.invalid_users += row.userids
+            else:
+                outcomes.records.append(
+                    partial(_record_failure, row=row, token=token, now=at, error=described)
+                )
+                if _is_last_attempt(row):
                     report.dead += 1
                 else:
-                    _record_sent(session, row, token, answer, invalid, now())
-                    report.sent += 1
-            report.invalid_users += invalid
+                    report.retrying += 1
+            continue
+        invalid = [userid for userid in str(answer.get("invaliduser") or "").split("|") if userid]
+        outcomes.invalid.update(invalid)
+        if invalid and set(row.userids) <= set(invalid):
+            outcomes.records.append(
+                partial(
+                    _record_invalid, row=row, token=token, now=now(), error="接收人均无效", invalid=invalid
+                )
+            )
+            report.dead += 1
+        else:
+            outcomes.records.append(
+                partial(_record_sent, row=row, token=token, answer=answer, invalid=invalid, now=now())
+            )
+            outcomes.reached.update(userid for userid in row.userids if userid not in invalid)
+            report.sent += 1
+        report.invalid_users += invalid
+    return outcomes
 
 
 def _error_text(error: Exception) -> str:
@@ -422,7 +462,7 @@ def _claimed_row(row_id: int, token: str) -> Any:
 
 
 def _record_sent(
-    session: Session, row: _Claimed, token: str, answer: dict[str, Any], invalid: list[str], now: datetime
+    session: Session, *, row: _Claimed, token: str, answer: dict[str, Any], invalid: list[str], now: datetime
 ) -> None:
     session.execute(
         update(WeComOutboxMessage)
@@ -437,46 +477,53 @@ def _record_sent(
             last_error=None,
         )
     )
-    _mark_reachability(session, [userid for userid in row.userids if userid not in invalid], invalid, now)
 
 
 def _record_invalid(
-    session: Session, row: _Claimed, token: str, invalid: list[str], now: datetime, error: str
+    session: Session,
+    *,
+    row: _Claimed,
+    token: str,
+    now: datetime,
+    error: str,
+    invalid: list[str] | None = None,
 ) -> None:
-    """Nobody to deliver to: dead at once (retrying cannot help), recipients marked unreachable."""
+    """Nobody to deliver to (`invalid`: all of the recipients, by default): dead at once, as retrying
+    cannot help; the recipients are marked unreachable with the rest of the batch."""
     session.execute(
         update(WeComOutboxMessage)
         .where(_claimed_row(row.id, token))
         .values(
             status=OutboxStatus.DEAD,
             attempts=row.attempts + 1,
-            invaliduser="|".join(invalid),
+            invaliduser="|".join(row.userids if invalid is None else invalid),
             last_error=error,
             claim_token=None,
         )
     )
-    _mark_reachability(session, [], invalid, now)
 
 
-def _record_failure(session: Session, row: _Claimed, token: str, now: datetime, error: str) -> bool:
-    """A failed attempt: retried after a doubling backoff, dead after MAX_ATTEMPTS. True when dead."""
+def _is_last_attempt(row: _Claimed) -> bool:
+    return row.attempts + 1 >= MAX_ATTEMPTS
+
+
+def _record_failure(session: Session, *, row: _Claimed, token: str, now: datetime, error: str) -> None:
+    """A failed attempt: retried after a doubling backoff, dead after MAX_ATTEMPTS."""
     attempts = row.attempts + 1
-    dead = attempts >= MAX_ATTEMPTS
     session.execute(
         update(WeComOutboxMessage)
         .where(_claimed_row(row.id, token))
         .values(
-            status=OutboxStatus.DEAD if dead else OutboxStatus.FAILED,
+            status=OutboxStatus.DEAD if _is_last_attempt(row) else OutboxStatus.FAILED,
             attempts=attempts,
             next_attempt_at=now + min(RETRY_BACKOFF * 2 ** (attempts - 1), MAX_RETRY_BACKOFF),
             last_error=error,
             claim_token=None,
         )
     )
-    return dead
 
 
-def _defer(session: Session, row_ids: list[int], token: str, now: datetime, error: str) -> None:
+def _defer(session: Session, *, row_ids: list[int], token: str, now: datetime, error: str) -> None:
     """Rate limited: not the messages' fault, so no attempt is counted."""
     session.execute(
         update(WeComOutboxMessage)
@@ -490,17 +537,19 @@ def _defer(session: Session, row_ids: list[int], token: str, now: datetime, erro
     )
 
 
-def _mark_reachability(session: Session, reached: list[str], invalid: list[str], now: datetime) -> None:
+def _mark_reachability(session: Session, reached: set[str], invalid: set[str], now: datetime) -> None:
+    """Recipients WeCom did not know are unreachable; those it delivered to are reachable again (within
+    one batch, a recipient both reached and refused counts as reached)."""
     if invalid:
         session.execute(
             update(Staff)
-            .where(Staff.wecom_userid.in_(invalid), Staff.wecom_unreachable_since.is_(None))
+            .where(Staff.wecom_userid.in_(sorted(invalid)), Staff.wecom_unreachable_since.is_(None))
             .values(wecom_unreachable_since=now)
         )
     if reached:
         session.execute(
             update(Staff)
-            .where(Staff.wecom_userid.in_(reached), Staff.wecom_unreachable_since.is_not(None))
+            .where(Staff.wecom_userid.in_(sorted(reached)), Staff.wecom_unreachable_since.is_not(None))
             .values(wecom_unreachable_since=None)
         )
 

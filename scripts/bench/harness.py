@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import os
 import socket
 import subprocess
@@ -144,6 +145,14 @@ def wait_until_serving(base_url: str, process: subprocess.Popen[bytes], log_path
             pass
         time.sleep(0.3)
     raise SystemExit(f"gunicorn did not start serving within 60 s; see {log_path}")
+
+
+def compile_project() -> None:
+    """Write the project's bytecode, as the production image does (Dockerfile), so that the timed commands
+    start as they do there instead of compiling ~180 modules first (PYTHONDONTWRITEBYTECODE may be set)."""
+    for package in ("app", "miniprogram_api", "wecom"):
+        compileall.compile_dir(PROJECT_ROOT / package, quiet=1)
+    compileall.compile_file(PROJECT_ROOT / "wsgi.py", quiet=1)
 
 
 def ensure_mariadb(database_url: str) -> str:

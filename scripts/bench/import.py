@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args.batch_size = args.batch_size or PURCHASES_LOADER.batch_size
     url = args.database_url
     version = harness.ensure_mariadb(url)
+    harness.compile_project()
 
     began = time.perf_counter()
     log(f"recreating {make_url(url).database}; seeding {len(STORES)} stores and {args.members:,} members")

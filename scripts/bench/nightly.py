@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = results.parse_with_quick(parser, argv, QUICK)
     url = args.database_url
     version = harness.ensure_mariadb(url)
+    harness.compile_project()
 
     if not (args.reuse and _has_data(url, args.members)):
         log(f"generating {args.members:,} members and {args.purchases:,} purchases (database recreated)")

@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.copy_from and make_url(args.copy_from).database == make_url(url).database:
         raise SystemExit("--copy-from must name another database than --database-url")
     version = harness.ensure_mariadb(url)
+    harness.compile_project()
 
     if not (args.reuse and _scalar(url, "SELECT COUNT(*) FROM members")):
         began = time.perf_counter()
