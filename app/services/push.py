@@ -342,9 +342,10 @@ def send_due(
     batch_size: int = DEFAULT_BATCH_SIZE,
     senders: int = 1,
 ) -> SendReport:
-    """Send every due outbox row, each outcome in its own transaction, from `senders` threads at once
-    (each claims its own batches, so no row is sent by two). A sender stops early when WeCom says we are
-    over a rate limit: the rest of its batch waits `RATE_LIMIT_PAUSE` (the others soon hear the same)."""
+    """Send every due outbox row from `senders` threads at once (each claims its own batches, so no row
+    is sent by two), recording each batch's outcomes in one transaction. A sender stops early when WeCom
+    says we are over a rate limit: the rest of its batch waits `RATE_LIMIT_PAUSE` (the others soon hear
+    the same)."""
     if senders <= 1:
         return _send_batches(transactions, wecom, now, batch_size)
     # Small batches, so that the last rows are not all left to one sender.
