@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -334,11 +335,11 @@ def enqueue_texts(app: Flask, userids: list[str], day: date, now: datetime = T0)
 
 
 class MeetingSenders:
-    """A WeCom client whose senders each wait, on their first message, until `count` of them are
+    """Sends through `send`, each sending thread waiting on its first message until `count` of them are
     sending at once (a broken barrier fails the send: they were not sending together)."""
 
-    def __init__(self, wecom: Any, count: int) -> None:
-        self.wecom = wecom
+    def __init__(self, send: Callable[[list[str], dict[str, Any]], dict[str, Any]], count: int) -> None:
+        self.send = send
         self.meeting = threading.Barrier(count, timeout=10)
         self.first_send = threading.local()
         self.threads: set[str] = set()
@@ -348,8 +349,7 @@ class MeetingSenders:
             self.first_send.done = True
             self.threads.add(threading.current_thread().name)
             self.meeting.wait()
-        answer: dict[str, Any] = self.wecom.send_message(userids, message)
-        return answer
+        return self.send(userids, message)
 
 
 @pytest.mark.mariadb
@@ -359,7 +359,7 @@ def test_several_senders_send_at_once_and_every_row_exactly_once(
     userids = [f"advisor{n:03d}" for n in range(45)]
     enqueue_texts(app, userids, today)
     with app.app_context():
-        wecom = MeetingSenders(extensions().wecom, 4)
+        wecom = MeetingSenders(extensions().wecom.send_message, 4)
         report = push.send_due(lambda: transaction(app), wecom, Clock(T0), senders=4)  # type: ignore[arg-type]
 
     assert len(wecom.threads) == 4
@@ -374,27 +374,22 @@ def test_the_push_job_sends_from_one_thread_on_sqlite_and_from_the_configured_se
     app = create_app(config.with_overrides(WECOM_PUSH_SENDERS=3))
     userids = [f"advisor{n:03d}" for n in range(25)]
     enqueue_texts(app, userids, today, datetime.now(UTC) - timedelta(seconds=1))
-    threads: set[str] = set()
-    send_message = WeComClient.send_message
-
-    def recording(self: WeComClient, *args: Any) -> dict[str, Any]:
-        threads.add(threading.current_thread().name)
-        return send_message(self, *args)
-
-    monkeypatch.setattr(WeComClient, "send_message", recording)
+    sqlite = bound_database(app).engine.dialect.name == "sqlite"
+    with app.app_context():
+        wecom = MeetingSenders(partial(WeComClient.send_message, extensions().wecom), 1 if sqlite else 3)
+    monkeypatch.setattr(WeComClient, "send_message", lambda _client, *message: wecom.send_message(*message))
     try:
         with app.app_context():
             report = jobs.send_due_messages(app)
     finally:
         bound_database(app).engine.dispose()
-    sqlite = bound_database(app).engine.dialect.name == "sqlite"
 
     assert report.sent == len(userids)
     assert recipients(sandbox) == sorted(userids)
     if sqlite:
-        assert threads == {threading.current_thread().name}
+        assert wecom.threads == {threading.current_thread().name}
     else:
-        assert len(threads) == 3 and threading.current_thread().name not in threads
+        assert len(wecom.threads) == 3 and threading.current_thread().name not in wecom.threads
 
 
 @pytest.mark.mariadb
