@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import update
@@ -65,8 +66,22 @@ def claim_watched(app: Flask, token: str, template_id: int) -> tuple[TestRespons
     return answers[0], statements
 
 
-def test_once_sold_out_a_worker_refuses_claims_without_the_database(
-    worker: Flask, session: Session, tiers: list
+@pytest.fixture
+def redis_commands(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every command (or pipeline) any Redis client of this process sends, as written to the socket."""
+    sent: list[bytes] = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(connection: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(command if isinstance(command, bytes) else b"".join(command))
+        send(connection, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+def test_once_sold_out_a_worker_refuses_claims_without_the_database_or_redis(
+    worker: Flask, session: Session, tiers: list, redis_commands: list[bytes]
 ) -> None:
     client = worker.test_client()
     template = factories.create_coupon_template(session, total_stock=1)
@@ -74,12 +89,31 @@ def test_once_sold_out_a_worker_refuses_claims_without_the_database(
     assert claim(client, first, template.id).status_code == 201
 
     learned = claim(client, second, template.id)
+    redis_commands.clear()
     refused, statements = claim_watched(worker, third, template.id)
 
     assert learned.get_json()["code"] == "COUPON_SOLD_OUT"
     assert (refused.status_code, refused.get_json()["code"]) == (409, "COUPON_SOLD_OUT")
     assert refused.get_json()["message"] == "优惠券已抢光"
     assert statements == []
+    assert redis_commands == []
+
+
+def test_a_claim_won_in_another_worker_is_given_back_where_the_sell_out_is_remembered(
+    worker: Flask, redis_config: Config, session: Session, tiers: list
+) -> None:
+    template = factories.create_coupon_template(session, total_stock=1)
+    winner, loser = shoppers(worker.test_client(), 2)
+    for other in worker_app(redis_config.with_overrides(SOLD_OUT_MEMORY_MS=MEMORY_MS)):
+        won = claim(other.test_client(), winner, template.id, key="winning-claim-2")
+    assert claim(worker.test_client(), loser, template.id).get_json()["code"] == "COUPON_SOLD_OUT"
+
+    retried = claim(worker.test_client(), winner, template.id, key="winning-claim-2")
+    stranger = claim(worker.test_client(), winner, template.id, key="another-claim-2")
+
+    assert (won.status_code, retried.status_code) == (201, 201)
+    assert retried.get_json()["id"] == won.get_json()["id"]
+    assert stranger.get_json()["code"] == "COUPON_SOLD_OUT"
 
 
 def test_a_retried_winning_claim_still_gets_its_coupon_after_the_sell_out(
