@@ -113,8 +113,8 @@ class ClaimShortcut:
             marks, copied = set(), 0
         if length == copied:
             return marks, copied
-        new: list[bytes] = self._redis.lrange(key, copied, length - 1)
-        return marks | {mark.decode() for mark in new}, copied + len(new)
+        new = self._redis.lrange(key, copied, length - 1)
+        return marks | {mark.decode() if isinstance(mark, bytes) else mark for mark in new}, copied + len(new)
 
     def mark_attempt(self, template_id: int, account_id: int, request_key: str) -> None:
         """Call before the claim's transaction: a mark without a coupon (sold out after all, or the
