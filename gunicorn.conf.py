@@ -29,6 +29,15 @@ workers = _int("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count() * 2))
 worker_class = "gthread"
 threads = _int("WEB_THREADS", 8)
 preload_app = True
+# Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new connections
+# over them. On one shared socket the worker that wakes first takes them all: a load balancer's or
+# a benchmark's burst of keep-alive connections then sat on one worker for good, which used one core
+# of two (its GIL) while the others idled. The catch: another server started on the same port with
+# SO_REUSEPORT (a stale gunicorn of the same user) silently gets a share of the connections instead of
+# failing to bind, and a worker that stops (recycled, see max_requests) resets the connections still in
+# its own backlog unless the kernel hands them over (net.ipv4.tcp_migrate_req=1, Linux 5.14+).
+# WEB_REUSE_PORT=0 goes back to the shared socket.
+reuse_port = _int("WEB_REUSE_PORT", 1) == 1
 
 # A worker silent for this long is killed and replaced (a stuck request); keep it above the slowest
 # legitimate request (an Excel export of 10,000 rows, a WeChat call's HTTP_TIMEOUT_SECONDS x retries).
@@ -78,3 +87,4 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+

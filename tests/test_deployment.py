@@ -129,3 +129,10 @@ def test_gunicorn_runs_threaded_preloaded_workers_from_the_environment(
     assert conf.timeout > conf.graceful_timeout > 0
     monkeypatch.delenv("WEB_CONCURRENCY")
     assert load_module(PROJECT_ROOT / "gunicorn.conf.py").workers >= 2
+
+
+def test_workers_listen_on_their_own_sockets_and_the_api_container_migrates_a_recycled_backlog() -> None:
+    conf = load_module(PROJECT_ROOT / "gunicorn.conf.py")
+
+    assert conf.reuse_port is True
+    assert service("app")["sysctls"]["net.ipv4.tcp_migrate_req"] == 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from app.config import PROJECT_ROOT, Config
 from app.log_masking import mask
 from app.sandbox import SandboxProcess
 from tests.flows import bearer, shopper_login, sign_up
+from tests.network import free_port
 
 # WeChat's shape: 28 characters of [A-Za-z0-9_-] starting with "o".
 OPENID = "oLVPpjqs9BhvzwPj5A-vTYAX3GLc"
@@ -119,14 +119,8 @@ def test_werkzeug_access_log_masks_tokens_and_phones_in_the_url(
     assert_masked(caplog.text, token, PHONE)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_gunicorn_access_log_masks_tokens_and_phones_in_the_url(config: Config) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": config.DATABASE_URL,
