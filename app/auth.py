@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app import idempotency, reference_cache
-from app.db import seed_request_sessions, transaction
+from app.db import opening_transaction, seed_request_sessions, transaction
 from app.errors import AuthExpired, AuthInvalid, AuthRequired, Forbidden, declare_raises
 from app.extensions import settings
 from app.models import Operator, OperatorRole, Staff, StaffRole
@@ -102,7 +102,7 @@ def _active_caller(model: type[Caller], audience: Audience) -> Caller:
         found = session.scalars(_CALLER_BY_ID[model], {"subject_id": subject_id}).one_or_none()
         return cast(Caller | None, found)
 
-    with transaction() as session:
+    with opening_transaction() as session:
         caller = reference_cache.cached(
             session, f"{model.__tablename__}:{subject_id}", reference_cache.STAFF, load
         )

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, ClassVar, TypeVar, cast
 
-from flask import Flask, current_app, g, has_request_context
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import DateTime, Engine, Enum, Insert, MetaData, Table, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -211,6 +211,7 @@ def init_app(
     session's `info`."""
     report_engine = build_engine(report_url, pool, read_only=True) if report_url else None
     app.extensions["db"] = BoundDatabase(build_engine(url, pool), session_info, report_engine)
+    app.teardown_request(_close_opened_transaction)
 
 
 def bound_database(app: Flask | None = None) -> BoundDatabase:
@@ -229,16 +230,69 @@ def concurrent_writers(wanted: int, app: Flask | None = None) -> int:
 def transaction(app: Flask | None = None) -> Iterator[Session]:
     """One unit of work: commit when the block ends, roll back if it raises.
 
-    Within a request, the session starts with `g.session_info` (see `seed_request_sessions`).
+    Within a request, the session starts with `g.session_info` (see `seed_request_sessions`), or is
+    the one an `opening_transaction` left open for it.
     """
     in_request = has_request_context()
-    seed = g.get("session_info") if in_request else None
-    make_session = bound_database(app).sessionmaker
-    session = make_session(info=dict(seed)) if seed else make_session()
-    with session, session.begin():
-        yield session
+    opened: Session | None = g.pop(_OPENED, None) if in_request else None
+    if opened is not None:
+        session = opened
+        begun = session.get_transaction()
+        assert begun is not None
+        with session, begun:
+            yield session
+    else:
+        seed = g.get("session_info") if in_request else None
+        make_session = bound_database(app).sessionmaker
+        session = make_session(info=dict(seed)) if seed else make_session()
+        with session, session.begin():
+            yield session
     if in_request and session.info.get(DROP_REQUEST_SEED):
         g.pop("session_info", None)
+
+
+# The request's transaction begun by `opening_transaction`, until a `transaction()` continues it.
+_OPENED = "opened_transaction"
+_CONTINUES_OPENING = "continues_opening_transaction"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def continues_opening_transaction(view: F) -> F:
+    """Marks a view whose first step is its transaction (no outside call before it): the reads that
+    authenticate its caller and its own work then run in one transaction, with one COMMIT where
+    there would be two. For hot endpoints. Goes right below the route decorator."""
+    setattr(view, _CONTINUES_OPENING, True)
+    return view
+
+
+@contextmanager
+def opening_transaction(app: Flask | None = None) -> Iterator[Session]:
+    """Reads that open a request (checking its caller): an ordinary `transaction()`, except in a
+    request to a view marked `continues_opening_transaction`. There the transaction stays open when
+    the block ends, and the request's next `transaction()` continues it; a request that never opens
+    one rolls it back when it ends. A block that raises rolls back at once."""
+    view = current_app.view_functions.get(request.endpoint or "") if has_request_context() else None
+    if not getattr(view, _CONTINUES_OPENING, False) or g.get(_OPENED) is not None:
+        with transaction(app) as session:
+            yield session
+        return
+    seed = g.get("session_info")
+    make_session = bound_database(app).sessionmaker
+    session = make_session(info=dict(seed)) if seed else make_session()
+    session.begin()
+    try:
+        yield session
+    except BaseException:
+        session.close()
+        raise
+    setattr(g, _OPENED, session)
+
+
+def _close_opened_transaction(_error: BaseException | None) -> None:
+    opened: Session | None = g.pop(_OPENED, None)
+    if opened is not None:
+        opened.close()
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app import idempotency
 from app.auth import BEARER_SECURITY, Audience, current_staff, issue_token, staff_required
-from app.db import run_transaction, transaction, utcnow
+from app.db import continues_opening_transaction, run_transaction, transaction, utcnow
 from app.errors import NotFound, raises
 from app.extensions import extensions, mall_time
 from app.integrations import wechat_client
@@ -66,6 +66,7 @@ def verify_member_code(args: dict[str, Any]) -> members.MemberCard:
 
 
 @blp.route("/purchases", methods=["POST"])
+@continues_opening_transaction
 @blp.doc(security=BEARER_SECURITY)
 @staff_required(StaffRole.STORE_STAFF, StaffRole.MANAGER)
 @rate_limited(LimitKind.VERIFY)

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Config
-from app.db import utcnow
+from app.db import bound_database, utcnow
 from app.extensions import mall_time
 from app.models import (
     EarningRate,
@@ -23,9 +23,11 @@ from app.models import (
     PointsPromotion,
     PointsSettings,
     Purchase,
+    Staff,
     StaffRole,
     TierChange,
 )
+from app.reference_cache import STAFF, bump_versions
 from app.services import member_merge
 from tests import factories
 from tests.flows import bearer, registered_shopper, staff_login
@@ -456,3 +458,60 @@ def test_a_merged_away_member_cannot_be_credited_by_id(
     assert response.status_code == 409 and response.get_json()["code"] == "MEMBER_MERGED"
     assert f"会员 {survivor['id']}" in response.get_json()["message"]
     assert session.scalar(select(func.count()).select_from(Purchase).where(Purchase.receipt_no == "M-1")) == 0
+
+
+def commits_during(app: Flask, action: Any) -> int:
+    commits: list[object] = []
+    engine = bound_database(app).engine
+    listener = commits.append
+    event.listen(engine, "commit", listener)
+    try:
+        action()
+    finally:
+        event.remove(engine, "commit", listener)
+    return len(commits)
+
+
+def test_checking_the_staff_and_crediting_take_one_transaction(
+    app: Flask, client: FlaskClient, mall: dict, shopper: tuple, staff: dict
+) -> None:
+    code = member_code(client, shopper[0])
+    answers: list[Any] = []
+
+    def send() -> None:
+        answers.append(
+            credit(
+                client, staff, member_code=code, store_id=mall["fashion"].id, receipt_no="R-1", amount_fen=100
+            )
+        )
+
+    commits = commits_during(app, send)
+
+    assert answers[0].status_code == 201
+    assert commits == 1
+    assert bound_database(app).engine.pool.checkedout() == 0
+
+
+def test_a_staff_member_deactivated_between_two_purchases_is_refused_the_second(
+    client: FlaskClient, mall: dict, shopper: tuple, staff: dict, session: Session
+) -> None:
+    body = {"member_code": member_code(client, shopper[0]), "store_id": mall["fashion"].id, "amount_fen": 100}
+    first = credit(client, staff, **body, receipt_no="R-1")
+    session.execute(update(Staff).where(Staff.wecom_userid == "staff01").values(is_active=False))
+    bump_versions(session, [STAFF])
+    session.commit()
+
+    second = credit(client, staff, **body, receipt_no="R-2")
+
+    assert first.status_code == 201
+    assert second.status_code == 401
+    assert session.scalar(select(func.count()).select_from(Purchase)) == 1
+
+
+def test_a_request_refused_after_the_staff_check_leaves_no_transaction_open(
+    app: Flask, client: FlaskClient, mall: dict, staff: dict
+) -> None:
+    refused = credit(client, staff, store_id=mall["fashion"].id, receipt_no="R-1", amount_fen=-5)
+
+    assert refused.status_code == 422
+    assert bound_database(app).engine.pool.checkedout() == 0
