@@ -230,11 +230,11 @@ def concurrent_writers(wanted: int, app: Flask | None = None) -> int:
 def transaction(app: Flask | None = None) -> Iterator[Session]:
     """One unit of work: commit when the block ends, roll back if it raises.
 
-    Within a request, the session starts with `g.session_info` (see `seed_request_sessions`), or is
-    the one an `opening_transaction` left open for it.
+    Within a request, the session starts with `g.session_info` (see `seed_request_sessions`), or,
+    without `app`, is the one an `opening_transaction` left open for it.
     """
     in_request = has_request_context()
-    opened: Session | None = g.pop(_OPENED, None) if in_request else None
+    opened: Session | None = g.pop(_OPENED, None) if in_request and app is None else None
     if opened is not None:
         session = opened
         begun = session.get_transaction()
@@ -242,13 +242,17 @@ def transaction(app: Flask | None = None) -> Iterator[Session]:
         with session, begun:
             yield session
     else:
-        seed = g.get("session_info") if in_request else None
-        make_session = bound_database(app).sessionmaker
-        session = make_session(info=dict(seed)) if seed else make_session()
+        session = _new_session(app, in_request)
         with session, session.begin():
             yield session
     if in_request and session.info.get(DROP_REQUEST_SEED):
         g.pop("session_info", None)
+
+
+def _new_session(app: Flask | None, in_request: bool) -> Session:
+    seed = g.get("session_info") if in_request else None
+    make_session = bound_database(app).sessionmaker
+    return make_session(info=dict(seed)) if seed else make_session()
 
 
 # The request's transaction begun by `opening_transaction`, until a `transaction()` continues it.
@@ -272,14 +276,13 @@ def opening_transaction(app: Flask | None = None) -> Iterator[Session]:
     request to a view marked `continues_opening_transaction`. There the transaction stays open when
     the block ends, and the request's next `transaction()` continues it; a request that never opens
     one rolls it back when it ends. A block that raises rolls back at once."""
-    view = current_app.view_functions.get(request.endpoint or "") if has_request_context() else None
+    in_request = has_request_context() and app is None
+    view = current_app.view_functions.get(request.endpoint or "") if in_request else None
     if not getattr(view, _CONTINUES_OPENING, False) or g.get(_OPENED) is not None:
         with transaction(app) as session:
             yield session
         return
-    seed = g.get("session_info")
-    make_session = bound_database(app).sessionmaker
-    session = make_session(info=dict(seed)) if seed else make_session()
+    session = _new_session(app, in_request=True)
     session.begin()
     try:
         yield session

@@ -7,8 +7,8 @@ anything else is replaced by a new one, so a client cannot inject text into our 
 
 from __future__ import annotations
 
-import re
 import random
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
