@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.db import run_transaction, utcnow
 from app.extensions import extensions
 from app.mall_time import MallTime
-from app.models import Member, PointsEntry, PointsEntryKind, PointsLot, PointsSettings, StaffRole
+from app.models import Member, PointsEntry, PointsEntryKind, PointsLot, PointsSettings, Staff, StaffRole
 from app.services import points, purchases
 from app.services.points import InsufficientPoints, Posting
 from tests import factories
@@ -138,4 +138,37 @@ def test_a_mix_of_earning_spending_refunds_and_expiry_keeps_the_ledger_consisten
         list(pool.map(operation, range(120)))
 
     assert session.scalar(select(func.count()).select_from(PointsEntry)) > 20
+    assert_ledger_clean(app)
+
+
+CAPPED = PointsSettings(**{**PointsSettings.with_defaults_dict(), "purchase_daily_cap_points": 1_000})
+
+
+def _buy(app: Flask, store_id: int, manager_id: int, member_id: int, receipt_no: str) -> int:
+    """Credit a ¥200 purchase (200 points before the cap); the points it earned."""
+    result = run_transaction(
+        lambda s: purchases.record_purchase(
+            s,
+            purchases.NewPurchase(store_id, receipt_no, 20_000, member_id),
+            staff=s.get_one(Staff, manager_id),
+            at=NOW,
+            settings=CAPPED,
+        ),
+        app=app,
+    )
+    return result.purchase.points_earned
+
+
+def test_concurrent_purchases_of_one_member_earn_exactly_the_daily_cap(
+    app: Flask, session: Session, member_id: int
+) -> None:
+    store = factories.create_store(session)
+    manager = factories.create_staff(session, "manager01", StaffRole.MANAGER)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        earned = list(pool.map(lambda n: _buy(app, store.id, manager.id, member_id, f"CAP-{n}"), range(24)))
+
+    assert sum(earned) == 1_000  # 5 purchases' worth, however they interleaved
+    assert sorted(earned, reverse=True)[:6] == [200, 200, 200, 200, 200, 0]
+    assert session.get_one(Member, member_id, populate_existing=True).points_balance == 1_000
     assert_ledger_clean(app)
