@@ -119,9 +119,10 @@ class LedgerWorker:
                 promotion_percent = promotion[0] if promotion else 100
                 earned = amount_fen // unit_fen * per_unit * tier_percent * promotion_percent // 10_000
                 if daily_cap:
+                    # A plain read, as the app's: the member's lock already keeps its postings still.
                     cur.execute(
                         "SELECT COALESCE(SUM(delta), 0) FROM points_entries"
-                        " WHERE member_id = %s AND kind = 'purchase' AND business_date = %s FOR UPDATE",
+                        " WHERE member_id = %s AND kind = 'purchase' AND business_date = %s",
                         (member_id, today),
                     )
                     (already,) = _one(cur)
